@@ -1,0 +1,189 @@
+/* main.c: the dstc command line. Parses arguments, runs the pipeline
+ * (driver.c) on each input, prints diagnostics, and maps the outcome onto
+ * the exit-code contract: 0 ok, 1 error in the input, 2 usage, 70 internal. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "driver.h"
+
+static const char usage_text[] =
+    "usage: dstc <command> [options] FILE...\n"
+    "\n"
+    "commands:\n"
+    "  check FILE...        parse and check; print diagnostics only\n"
+    "\n"
+    "options:\n"
+    "  -I DIR               add DIR to the import search path (before the stdlib)\n"
+    "  -D NAME=VALUE        override the config constant NAME\n"
+    "  -f<KEY>=<VALUE>      set a parallel key (overrides the file), e.g. -fdp=8 -fzero=2\n"
+    "  -v, --verbose        print a summary of each checked model\n"
+    "  --dump-ast           print the syntax tree of every loaded file\n"
+    "  --dump-ir=PASS       print the IR after PASS (sema, lower)\n"
+    "  -Werror              treat warnings as errors\n"
+    "  --color=WHEN         color diagnostics: auto, always, never\n"
+    "  --help, --version\n"
+    "\n"
+    "exit status: 0 ok, 1 error in the input, 2 usage error, 70 internal error\n"
+    "The stdlib is searched in $DST_STDLIB, else in the directory built in.\n";
+
+static int usage_error(const char *fmt, const char *arg) {
+  fprintf(stderr, "dstc: error: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n(run 'dstc --help' for usage)\n");
+  return EXIT_USAGE;
+}
+
+/* Splits NAME=VALUE; NULL when malformed. */
+static CliSetting split_setting(const char *s) {
+  CliSetting r = {0};
+  const char *eq = strchr(s, '=');
+  if (!eq || eq == s || !eq[1]) return r;
+  r.key = strndup(s, (size_t)(eq - s));
+  r.value = eq + 1;
+  return r;
+}
+
+static void print_summary(Compilation *c) {
+  Program *p = c->prog;
+  printf("%s:", c->path);
+  if (!p->model) {
+    printf(" library, %d block%s\n", p->nblocks, p->nblocks == 1 ? "" : "s");
+    return;
+  }
+  IrGraph *g = c->graph;
+  int64_t params = 0;
+  for (int i = 0; i < g->nparams; i++) params += ir_numel(&g->nodes[g->params[i]]);
+  printf(" model %s\n", p->model->name);
+  printf("  parameters   %lld in %d tensors (%.2f MiB fp32)\n", (long long)params, g->nparams,
+         (double)params * 4 / (1 << 20));
+  for (int i = 0; i < g->ninputs; i++) {
+    IrNode *n = &g->nodes[g->inputs[i]];
+    char sh[128];
+    shape_format(sh, sizeof sh, n->shape, n->ndim);
+    printf("  input        %s: %s%s\n", n->name, dtype_name(n->dtype), sh);
+  }
+  printf("  forward      %d operations\n", g->n - 1 - g->nparams - g->ninputs);
+  ParallelCfg *pc = &p->par;
+  printf("  layout       dp=%lld tp=%lld pp=%lld ep=%lld (world %lld), zero=%lld, precision=%s\n",
+         (long long)pc->dp.i, (long long)pc->tp.i, (long long)pc->pp.i, (long long)pc->ep.i,
+         (long long)(pc->dp.i * pc->tp.i * pc->pp.i * pc->ep.i), (long long)pc->zero.i, pc->precision.s);
+  TrainCfg *t = &p->train_cfg;
+  printf("  training     %s lr=%g, %s schedule, %lld steps\n", t->opt == OPT_ADAMW ? "adamw" : "sgd", t->lr,
+         t->sched == SCHED_CONSTANT ? "constant" : t->sched == SCHED_LINEAR ? "linear" : "cosine",
+         (long long)t->steps);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) return usage_error("no command given%s", "");
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+    fputs(usage_text, stdout);
+    return EXIT_OK;
+  }
+  if (!strcmp(cmd, "--version")) {
+    printf("dstc %s\n", DST_VERSION);
+    return EXIT_OK;
+  }
+  static const char *const commands[] = {"check", "plan", "build", "run", "tune"};
+  int known = -1;
+  for (int i = 0; i < 5; i++)
+    if (!strcmp(cmd, commands[i])) known = i;
+  if (known < 0) {
+    const char *s = closest_name(cmd, commands, 5);
+    fprintf(stderr, "dstc: error: unknown command '%s'%s%s%s\n(run 'dstc --help' for usage)\n", cmd,
+            s ? "; did you mean '" : "", s ? s : "", s ? "'?" : "");
+    return EXIT_USAGE;
+  }
+  if (known > 0) {
+    fprintf(stderr, "dstc: error: '%s' is not available in this version of dstc; 'check' is\n", cmd);
+    return EXIT_USAGE;
+  }
+
+  const char **files = calloc((size_t)argc, sizeof *files);
+  const char **incdirs = calloc((size_t)argc, sizeof *incdirs);
+  CliSetting *defines = calloc((size_t)argc, sizeof *defines);
+  CliSetting *flags = calloc((size_t)argc, sizeof *flags);
+  if (!files || !incdirs || !defines || !flags) die("out of memory");
+  int nfiles = 0, nincdirs = 0, ndefines = 0, nflags = 0;
+  bool verbose = false, dump_ast = false, werror = false;
+  const char *dump_ir = NULL;
+  int color = isatty(2) && !getenv("NO_COLOR") && getenv("TERM") && strcmp(getenv("TERM"), "dumb");
+
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--")) {
+      for (i++; i < argc; i++) files[nfiles++] = argv[i];
+      break;
+    }
+    if (a[0] != '-' || !a[1]) {
+      files[nfiles++] = a;
+    } else if (!strncmp(a, "-I", 2)) {
+      const char *d = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!d) return usage_error("-I needs a directory%s", "");
+      incdirs[nincdirs++] = d;
+    } else if (!strncmp(a, "-D", 2)) {
+      const char *d = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!d) return usage_error("-D needs NAME=VALUE%s", "");
+      CliSetting s = split_setting(d);
+      if (!s.key) return usage_error("-D %s: expected NAME=VALUE", d);
+      defines[ndefines++] = s;
+    } else if (!strncmp(a, "-f", 2) && a[2]) {
+      CliSetting s = split_setting(a + 2);
+      if (!s.key) return usage_error("%s: expected -f<key>=<value>, e.g. -fdp=2", a);
+      if (sema_parallel_index(s.key) < 0) {
+        const char *sug = closest_name(s.key, parallel_key_names, parallel_key_count);
+        fprintf(stderr, "dstc: error: %s: unknown parallel key '%s'", a, s.key);
+        if (sug) fprintf(stderr, "; did you mean '%s'?", sug);
+        fprintf(stderr, "\n(run 'dstc --help' for usage)\n");
+        return EXIT_USAGE;
+      }
+      for (int k = 0; k < nflags; k++)
+        if (!strcmp(flags[k].key, s.key)) return usage_error("-f%s is given twice", s.key);
+      flags[nflags++] = s;
+    } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+      verbose = true;
+    } else if (!strcmp(a, "--dump-ast")) {
+      dump_ast = true;
+    } else if (!strncmp(a, "--dump-ir=", 10)) {
+      dump_ir = a + 10;
+      if (!driver_pass_exists(dump_ir))
+        return usage_error("--dump-ir: unknown pass '%s' (passes: sema, lower)", dump_ir);
+    } else if (!strcmp(a, "-Werror")) {
+      werror = true;
+    } else if (!strncmp(a, "--color=", 8)) {
+      const char *w = a + 8;
+      if (!strcmp(w, "always")) color = 1;
+      else if (!strcmp(w, "never")) color = 0;
+      else if (strcmp(w, "auto")) return usage_error("--color must be auto, always or never, not '%s'", w);
+    } else {
+      return usage_error("unknown option '%s'", a);
+    }
+  }
+  if (nfiles == 0) return usage_error("%s needs at least one input file", cmd);
+  for (int i = 0; i < ndefines; i++)
+    for (int k = 0; k < i; k++)
+      if (!strcmp(defines[i].key, defines[k].key)) return usage_error("-D %s is given twice", defines[i].key);
+
+  CompileOptions opts = {
+      .search = {.incdirs = incdirs, .nincdirs = nincdirs, .stdlib_dir = source_stdlib_dir()},
+      .defines = defines, .ndefines = ndefines, .flags = flags, .nflags = nflags};
+  int status = EXIT_OK;
+  for (int i = 0; i < nfiles; i++) {
+    Compilation c;
+    compilation_init(&c, files[i], &opts);
+    c.dump_ast = dump_ast;
+    c.dump_ir = dump_ir;
+    c.diag.werror = werror;
+    int rc = compile_file(&c);
+    if (!c.prog) {
+      diag_error(&c.diag, (Loc){0}, "cannot read %s", files[i]);
+    }
+    diag_print(&c.diag, stderr, color);
+    if (rc == EXIT_OK && diag_failed(&c.diag)) rc = EXIT_INPUT;
+    if (rc == EXIT_OK && verbose) print_summary(&c);
+    if (rc != EXIT_OK) status = rc;
+    compilation_free(&c);
+  }
+  return status;
+}
