@@ -288,6 +288,8 @@ typedef struct {
   SearchPath search;
   CliSetting *defines; int ndefines;  /* -D name=value */
   CliSetting *flags; int nflags;      /* -f<key>=<value> */
+  const char *main_text;              /* if set, the main file's contents */
+  size_t main_len;                    /* (used by tests and the fuzzer) */
 } CompileOptions;
 
 /* Loads the main file and its imports, parses and checks them. Returns
@@ -331,6 +333,9 @@ typedef struct {
   int64_t shape[DST_MAX_DIMS];
   ValId *in;          /* operands */
   uint32_t nin;
+  ValId *out;         /* further values this node writes (AUX of a forward
+                         op; GRADs a BACKWARD accumulates into) */
+  uint32_t nout;
   int64_t iattr[4];   /* op-specific: dims, counts, flags (see ops.def);
                          PARAM: [0] split dim, [1] no weight decay */
   double fattr[2];    /* op-specific: eps, p, theta, init std */
@@ -351,6 +356,9 @@ typedef struct {
   IrNode *nodes; /* nodes[0] unused */
   int n, cap;
   ValId loss;
+  int nforward;       /* nodes[1..nforward] are the forward graph */
+  ValId *grad_of;     /* after autodiff: grad_of[v] = GRAD node of v, or 0 */
+  struct IrNamed { const char *name; ValId v; } *named; int nnamed, capnamed; /* model forward's named values */
   ValId *params; int nparams, capparams;
   ValId *inputs; int ninputs, capinputs;
 } IrGraph;
@@ -368,6 +376,49 @@ bool ir_verify(const IrGraph *g, FILE *err);
  * operands. On a mismatch returns false and writes a message to msg. */
 bool shape_infer(const IrGraph *g, IrNode *n, char *msg, size_t msgsz);
 int shape_format(char *buf, size_t sz, const int64_t *shape, int ndim);
+
+/* ---------------------------------------------------------------- autodiff.c */
+
+/* Appends the backward graph: AUX values for what forward ops save, GRAD
+ * buffers, and one BACKWARD node per differentiable forward node, in reverse
+ * order. Parameters used twice (tied weights) get one gradient. */
+void pass_autodiff(IrGraph *g);
+/* Whether forward op k's operand i receives a gradient. */
+bool autodiff_operand_differentiable(const IrNode *n, int i);
+
+/* ---------------------------------------------------------------- memplan.c */
+
+typedef enum { MEM_NONE, MEM_PARAMS, MEM_GRADS, MEM_OPTSTATE, MEM_ACTIVATIONS, MEM_WORKSPACE,
+               MEM_DATA, MEM__COUNT } MemCat;
+
+typedef struct {
+  int n;
+  uint8_t *cat;       /* MemCat of each value */
+  int64_t *offset;    /* byte offset within its category's slab; -1 none */
+  int64_t bytes[MEM__COUNT];
+  int64_t *start, *end; /* lifetimes of arena values (schedule positions) */
+} MemPlan;
+
+MemPlan *memplan_build(IrGraph *g, const TrainCfg *t);
+void memplan_free(MemPlan *m);
+int64_t memplan_bytes(const IrNode *n);
+int64_t memplan_total(const MemPlan *m);
+const char *memplan_cat_name(MemCat c);
+void memplan_print(FILE *out, const IrGraph *g, const MemPlan *m);
+
+/* ---------------------------------------------------------------- emit_c.c */
+
+/* Writes the C program of the model; false (with diagnostics) when the graph
+ * uses something the C backend cannot express. */
+bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name);
+
+/* ---------------------------------------------------------------- build.c */
+
+int build_mkdirs(const char *dir);
+/* Compiles a generated C file into an executable; false on failure. */
+bool build_compile(const char *src, const char *exe, bool verbose);
+/* Mixes the libraries and flags a program is built with into a hash. */
+uint64_t build_hash_inputs(uint64_t h);
 
 /* ---------------------------------------------------------------- lower.c */
 

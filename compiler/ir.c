@@ -73,6 +73,15 @@ void ir_dump(FILE *out, const IrGraph *g) {
     fprintf(out, "%%%d = %s %s%s", i, op_info[n->op].name, dtype_name(n->dtype), sh);
     for (uint32_t k = 0; k < n->nin; k++) fprintf(out, "%s%%%u", k ? ", " : " (", n->in[k]);
     if (n->nin) fputc(')', out);
+    if (n->nout) {
+      fputs(" ->", out);
+      for (uint32_t k = 0; k < n->nout; k++) {
+        if (n->out[k]) fprintf(out, " %%%u", n->out[k]);
+        else fputs(" _", out);
+      }
+    }
+    if (n->op == OP_AUX || n->op == OP_GRAD || n->op == OP_BACKWARD) fprintf(out, " of=%%%lld", (long long)n->iattr[0]);
+    if (n->op == OP_GRAD && n->iattr[1]) fputs(" seed", out);
     if (n->name) fprintf(out, " name=%s", n->name);
     switch (n->op) {
     case OP_TRANSPOSE: fprintf(out, " dims=%lld,%lld", (long long)n->iattr[0], (long long)n->iattr[1]); break;
@@ -135,6 +144,21 @@ bool ir_verify(const IrGraph *g, FILE *err) {
         fprintf(err, "ir: %%%d has non-positive dim %d\n", i, d);
         ok = false;
       }
+    for (uint32_t k = 0; k < n->nout; k++) {
+      ValId o = n->out[k];
+      if (!o) continue;
+      bool ok_out = n->op == OP_BACKWARD ? o < (ValId)i && g->nodes[o].op == OP_GRAD
+                                         : o > (ValId)i && g->nodes[o].op == OP_AUX;
+      if (!ok_out) {
+        fprintf(err, "ir: %%%d writes %%%u, which is not a %s of it\n", i, o,
+                n->op == OP_BACKWARD ? "gradient defined before" : "later auxiliary value");
+        ok = false;
+      }
+    }
+    if (n->op == OP_BACKWARD && (n->iattr[0] < 1 || n->iattr[0] > g->nforward)) {
+      fprintf(err, "ir: %%%d is the backward of a node outside the forward graph\n", i);
+      ok = false;
+    }
     for (uint32_t k = 0; k < n->nin; k++)
       if (n->in[k] == 0 || n->in[k] >= (ValId)i) {
         fprintf(err, "ir: %%%d operand %u (%%%u) is not defined before use\n", i, k, n->in[k]);

@@ -1271,6 +1271,7 @@ static void check_layout(Lower *L, Inst *model) {
       Diag *d = diag_error(L->d, n->loc, "input '%s' has batch %lld but the train block says batch = %lld", n->name,
                            (long long)n->shape[0], (long long)p->train_cfg.batch);
       diag_note(L->d, d, (Loc){0}, "the leading dimension of each input is the global batch of one optimizer step");
+      break;
     }
   }
   if (!g->ninputs) diag_error(L->d, model->block->nloc, "model '%s' declares no inputs", model->block->name);
@@ -1294,8 +1295,16 @@ IrGraph *lower_model(Program *p, Arena *a, DiagSink *d) {
     exec(&L, &env, model, &model->forward->list2, &fl);
     if (!g->loss && d->nerrors == before)
       diag_error(d, model->forward->loc, "the model's forward never reaches 'minimize'");
+    /* Named tensors of the model's forward (logits, ...) stay reachable by
+     * name, for sampling and inspection. */
+    for (int i = 0; i < env.n; i++)
+      if (env.vals[i].k == V_TENSOR) {
+        struct IrNamed nv = {env.names[i], env.vals[i].t};
+        ARENA_PUSH(a, g->named, g->nnamed, g->capnamed, nv);
+      }
   }
   L.cur = NULL;
+  g->nforward = g->n - 1;
   if (!diag_failed(d)) check_layout(&L, model);
   p->graph = g;
   return g;

@@ -12,6 +12,9 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  check FILE...        parse and check; print diagnostics only\n"
+    "  plan FILE            print the plan: parameters, layout, memory per rank by category\n"
+    "  build FILE -o DIR    write DIR/<model>.c and build the program DIR/<model>\n"
+    "  run FILE [-- ARGS]   build into a cache directory and run with ARGS\n"
     "\n"
     "options:\n"
     "  -I DIR               add DIR to the import search path (before the stdlib)\n"
@@ -19,8 +22,10 @@ static const char usage_text[] =
     "  -f<KEY>=<VALUE>      set a parallel key (overrides the file), e.g. -fdp=8 -fzero=2\n"
     "  -v, --verbose        print a summary of each checked model\n"
     "  --dump-ast           print the syntax tree of every loaded file\n"
-    "  --dump-ir=PASS       print the IR after PASS (sema, lower)\n"
+    "  --dump-ir=PASS       print the IR after PASS (lower, autodiff)\n"
     "  -Werror              treat warnings as errors\n"
+    "  -o DIR               output directory of 'build'\n"
+    "  --verbose-build      print the C compiler command\n"
     "  --color=WHEN         color diagnostics: auto, always, never\n"
     "  --help, --version\n"
     "\n"
@@ -63,7 +68,7 @@ static void print_summary(Compilation *c) {
     shape_format(sh, sizeof sh, n->shape, n->ndim);
     printf("  input        %s: %s%s\n", n->name, dtype_name(n->dtype), sh);
   }
-  printf("  forward      %d operations\n", g->n - 1 - g->nparams - g->ninputs);
+  printf("  forward      %d operations (%d with backward)\n", g->nforward - g->nparams - g->ninputs, g->n - 1 - g->nparams - g->ninputs);
   ParallelCfg *pc = &p->par;
   printf("  layout       dp=%lld tp=%lld pp=%lld ep=%lld (world %lld), zero=%lld, precision=%s\n",
          (long long)pc->dp.i, (long long)pc->tp.i, (long long)pc->pp.i, (long long)pc->ep.i,
@@ -72,6 +77,102 @@ static void print_summary(Compilation *c) {
   printf("  training     %s lr=%g, %s schedule, %lld steps\n", t->opt == OPT_ADAMW ? "adamw" : "sgd", t->lr,
          t->sched == SCHED_CONSTANT ? "constant" : t->sched == SCHED_LINEAR ? "linear" : "cosine",
          (long long)t->steps);
+}
+
+static void print_plan(Compilation *c, MemPlan *m) {
+  print_summary(c);
+  memplan_print(stdout, c->graph, m);
+}
+
+/* A name for generated files: the model's name in lower case. */
+static const char *program_name(Compilation *c) {
+  char *s = arena_strdup(&c->arena, c->prog->model->name);
+  for (char *t = s; *t; t++)
+    if (*t >= 'A' && *t <= 'Z') *t = (char)(*t - 'A' + 'a');
+  return s;
+}
+
+/* FNV-1a of a file's bytes, naming the cache entry of `run`. */
+static uint64_t hash_file(const char *path, uint64_t h) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return h;
+  int ch;
+  while ((ch = fgetc(f)) != EOF) h = (h ^ (unsigned)ch) * 1099511628211ull;
+  fclose(f);
+  return h;
+}
+
+/* plan, build, run: after the front end succeeded. */
+static int backend(Compilation *c, int cmd, const char *outdir, bool verbose_build, char **args, int nargs) {
+  MemPlan *m = memplan_build(c->graph, &c->prog->train_cfg);
+  if (cmd == 1) {
+    /* emit into /dev/null so the workspace the emitter reserves is counted */
+    FILE *devnull = fopen("/dev/null", "w");
+    bool ok = devnull && emit_c(devnull, c->prog, c->graph, m, c->path);
+    if (devnull) fclose(devnull);
+    if (ok) print_plan(c, m);
+    memplan_free(m);
+    return ok ? EXIT_OK : EXIT_INPUT;
+  }
+  const char *name = program_name(c);
+  char dir[4096];
+  if (cmd == 2) {
+    snprintf(dir, sizeof dir, "%s", outdir);
+  } else {
+    const char *cache = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    snprintf(dir, sizeof dir, "%s%s/dst/tmp-%d", cache && *cache ? cache : home ? home : "/tmp",
+             cache && *cache ? "" : "/.cache", (int)getpid());
+  }
+  if (build_mkdirs(dir) != 0) {
+    diag_error(&c->diag, (Loc){0}, "cannot create directory %s", dir);
+    memplan_free(m);
+    return EXIT_INPUT;
+  }
+  char src[4200], exe[4200];
+  snprintf(src, sizeof src, "%s/%s.c", dir, name);
+  snprintf(exe, sizeof exe, "%s/%s", dir, name);
+  FILE *f = fopen(src, "w");
+  if (!f) {
+    diag_error(&c->diag, (Loc){0}, "cannot write %s", src);
+    memplan_free(m);
+    return EXIT_INPUT;
+  }
+  bool ok = emit_c(f, c->prog, c->graph, m, c->path);
+  ok = fclose(f) == 0 && ok;
+  memplan_free(m);
+  if (!ok) return EXIT_INPUT;
+  if (cmd == 3) {
+    /* The cache is keyed by the generated source: an unchanged model is not
+     * rebuilt. */
+    char keyed[4300];
+    const char *cache = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    char base[4096];
+    snprintf(base, sizeof base, "%s%s/dst", cache && *cache ? cache : home ? home : "/tmp",
+             cache && *cache ? "" : "/.cache");
+    /* the key covers what goes into the program: its source, the libraries
+     * it links and the flags it is compiled with */
+    uint64_t h = hash_file(src, 1469598103934665603ull);
+    h = build_hash_inputs(h);
+    snprintf(keyed, sizeof keyed, "%s/%s-%016llx", base, name, (unsigned long long)h);
+    if (access(keyed, X_OK) != 0) {
+      if (!build_compile(src, exe, verbose_build)) die("the C compiler failed on generated code %s", src);
+      if (rename(exe, keyed) != 0) die("cannot move %s to %s", exe, keyed);
+    }
+    unlink(src);
+    rmdir(dir);
+    char **argv = calloc((size_t)nargs + 2, sizeof *argv);
+    if (!argv) die("out of memory");
+    argv[0] = keyed;
+    for (int i = 0; i < nargs; i++) argv[i + 1] = args[i];
+    fflush(stdout);
+    execv(keyed, argv);
+    die("cannot run %s", keyed);
+  }
+  if (!build_compile(src, exe, verbose_build)) die("the C compiler failed on generated code %s", src);
+  printf("built %s\n", exe);
+  return EXIT_OK;
 }
 
 int main(int argc, char **argv) {
@@ -95,8 +196,8 @@ int main(int argc, char **argv) {
             s ? "; did you mean '" : "", s ? s : "", s ? "'?" : "");
     return EXIT_USAGE;
   }
-  if (known > 0) {
-    fprintf(stderr, "dstc: error: '%s' is not available in this version of dstc; 'check' is\n", cmd);
+  if (known == 4) {
+    fprintf(stderr, "dstc: error: 'tune' is not available in this version of dstc\n");
     return EXIT_USAGE;
   }
 
@@ -106,15 +207,31 @@ int main(int argc, char **argv) {
   CliSetting *flags = calloc((size_t)argc, sizeof *flags);
   if (!files || !incdirs || !defines || !flags) die("out of memory");
   int nfiles = 0, nincdirs = 0, ndefines = 0, nflags = 0;
-  bool verbose = false, dump_ast = false, werror = false;
-  const char *dump_ir = NULL;
+  bool verbose = false, dump_ast = false, werror = false, verbose_build = false;
+  const char *dump_ir = NULL, *outdir = NULL;
+  char **prog_args = NULL;
+  int nprog_args = 0;
   int color = isatty(2) && !getenv("NO_COLOR") && getenv("TERM") && strcmp(getenv("TERM"), "dumb");
 
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--")) {
-      for (i++; i < argc; i++) files[nfiles++] = argv[i];
+      if (known == 3) { /* run: the rest goes to the program */
+        prog_args = argv + i + 1;
+        nprog_args = argc - i - 1;
+      } else {
+        for (i++; i < argc; i++) files[nfiles++] = argv[i];
+      }
       break;
+    }
+    if (!strcmp(a, "-o")) {
+      if (i + 1 >= argc) return usage_error("-o needs a directory%s", "");
+      outdir = argv[++i];
+      continue;
+    }
+    if (!strcmp(a, "--verbose-build")) {
+      verbose_build = true;
+      continue;
     }
     if (a[0] != '-' || !a[1]) {
       files[nfiles++] = a;
@@ -148,7 +265,7 @@ int main(int argc, char **argv) {
     } else if (!strncmp(a, "--dump-ir=", 10)) {
       dump_ir = a + 10;
       if (!driver_pass_exists(dump_ir))
-        return usage_error("--dump-ir: unknown pass '%s' (passes: sema, lower)", dump_ir);
+        return usage_error("--dump-ir: unknown pass '%s' (passes: lower, autodiff)", dump_ir);
     } else if (!strcmp(a, "-Werror")) {
       werror = true;
     } else if (!strncmp(a, "--color=", 8)) {
@@ -161,6 +278,9 @@ int main(int argc, char **argv) {
     }
   }
   if (nfiles == 0) return usage_error("%s needs at least one input file", cmd);
+  if (known > 0 && nfiles != 1) return usage_error("%s takes exactly one input file", cmd);
+  if (known == 2 && !outdir) return usage_error("build needs -o DIR%s", "");
+  if (known != 2 && outdir) return usage_error("-o is only for 'build'%s", "");
   for (int i = 0; i < ndefines; i++)
     for (int k = 0; k < i; k++)
       if (!strcmp(defines[i].key, defines[k].key)) return usage_error("-D %s is given twice", defines[i].key);
@@ -178,6 +298,16 @@ int main(int argc, char **argv) {
     int rc = compile_file(&c);
     if (!c.prog) {
       diag_error(&c.diag, (Loc){0}, "cannot read %s", files[i]);
+    }
+    if (rc == EXIT_OK && known > 0 && !c.graph) {
+      diag_error(&c.diag, (Loc){0}, "%s declares no model to %s", files[i], cmd);
+      rc = EXIT_INPUT;
+    }
+    if (rc == EXIT_OK && known > 0) {
+      /* warnings first: `run` replaces this process with the program */
+      diag_print(&c.diag, stderr, color);
+      c.diag.head = c.diag.tail = NULL;
+      rc = backend(&c, known, outdir, verbose_build, prog_args, nprog_args);
     }
     diag_print(&c.diag, stderr, color);
     if (rc == EXIT_OK && diag_failed(&c.diag)) rc = EXIT_INPUT;

@@ -153,7 +153,7 @@ bool sema_const_call(Program *p, const Node *e, const ConstVal *argv, ConstVal *
     }
   }
   memset(out, 0, sizeof *out);
-  double x, y = 0;
+  double x = 0, y = 0;
   as_float(args[0], &x);
   if (want == 2) as_float(args[1], &y);
   if (!strcmp(f, "min") || !strcmp(f, "max")) {
@@ -528,7 +528,7 @@ typedef struct {
 
 static const char *dir_of(Arena *a, const char *path) {
   const char *slash = strrchr(path, '/');
-  if (!slash) return ".";
+  if (!slash) return NULL; /* the current directory */
   if (slash == path) return "/";
   return arena_strndup(a, path, (size_t)(slash - path));
 }
@@ -536,7 +536,8 @@ static const char *dir_of(Arena *a, const char *path) {
 static const char *resolve_import(Program *p, const char *from, const char *name) {
   Arena *a = p->arena;
   if (name[0] == '/') return access(name, R_OK) == 0 ? name : NULL;
-  const char *cand = arena_printf(a, "%s/%s", dir_of(a, from), name);
+  const char *dir = dir_of(a, from);
+  const char *cand = dir ? arena_printf(a, "%s/%s", dir, name) : name;
   if (access(cand, R_OK) == 0) return cand;
   for (int i = 0; i < p->opts.search.nincdirs; i++) {
     cand = arena_printf(a, "%s/%s", p->opts.search.incdirs[i], name);
@@ -588,7 +589,18 @@ static int load_file(Loader *L, const char *path, Loc from) {
     return -1;
   }
   const char *why = NULL;
-  uint32_t fid = source_load(d, path, &why);
+  uint32_t fid;
+  if (L->n == 0 && p->opts.main_text) {
+    if (p->opts.main_len > DST_MAX_SOURCE_BYTES) {
+      diag_error(d, from, "%s is larger than the 64 MiB limit for source files", path);
+      return -1;
+    }
+    char *text = arena_alloc(p->arena, p->opts.main_len + 1);
+    memcpy(text, p->opts.main_text, p->opts.main_len);
+    fid = diag_add_file(d, path, text, (uint32_t)p->opts.main_len);
+  } else {
+    fid = source_load(d, path, &why);
+  }
   if (!fid) {
     if (from.file) diag_error(d, from, "cannot read imported file \"%s\": %s", path, why);
     else diag_error(d, from, "cannot read %s: %s", path, why);
@@ -996,13 +1008,18 @@ static const char *check_key_value(Arena *a, const KeySpec *k, ConstVal *v) {
   case PK_STR:
     if (v->kind != CV_STR) return arena_printf(a, "'%s' must be a string", k->name);
     return NULL;
-  case PK_ENUM:
-    if (v->kind == CV_INT) { /* 1f1b written as a number is not valid anyway */
-      return arena_printf(a, "'%s' must be one of %s", k->name, k->enums);
-    }
-    if (v->kind != CV_STR || !enum_has(k->enums, v->s))
-      return arena_printf(a, "'%s' must be one of %s", k->name, k->enums);
-    return NULL;
+  case PK_ENUM: {
+    if (v->kind == CV_STR && enum_has(k->enums, v->s)) return NULL;
+    const char *vals[16];
+    int n = 0;
+    char *list = arena_strdup(a, k->enums);
+    for (char *t = strtok(list, "|"); t && n < 16; t = strtok(NULL, "|")) vals[n++] = t;
+    char *shown = arena_strdup(a, "");
+    for (int i = 0; i < n; i++) shown = arena_printf(a, "%s%s%s", shown, i ? ", " : "", vals[i]);
+    const char *sug = v->kind == CV_STR ? closest_name(v->s, vals, n) : NULL;
+    if (sug) return arena_printf(a, "'%s' must be one of %s; did you mean '%s'?", k->name, shown, sug);
+    return arena_printf(a, "'%s' must be one of %s", k->name, shown);
+  }
   default: return "bad key type";
   }
 }

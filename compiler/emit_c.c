@@ -1,0 +1,764 @@
+/* emit_c.c: the C backend.
+ *
+ * Writes one C file that defines the model's DstModel (runtime/dst_model.h):
+ * the slab sizes and offsets of the memory plan, the parameter and input
+ * tables, the training settings, and two functions, forward and backward,
+ * that run the scheduled nodes in order as calls into the CPU kernel library
+ * (kernels/cpu/k_cpu.h) or as generated loops (elementwise arithmetic with
+ * broadcasting, copies for slices). Every value is addressed as
+ * slab + constant offset, so the program allocates nothing while training.
+ *
+ * Output is deterministic: a function of the graph and plan only (no dates,
+ * no pointers), so compiling twice gives identical bytes. */
+#include <inttypes.h>
+#include <string.h>
+
+#include "dstc.h"
+
+typedef struct {
+  FILE *f;
+  const IrGraph *g;
+  const MemPlan *m;
+  DiagSink *d;
+  bool failed;
+  int64_t ce_work; /* workspace offset of cross-entropy row buffers */
+} Emit;
+
+static const char *slab(MemCat c) {
+  switch (c) {
+  case MEM_PARAMS: return "params";
+  case MEM_GRADS: return "grads";
+  case MEM_DATA: return "data";
+  case MEM_ACTIVATIONS: return "arena";
+  default: return NULL;
+  }
+}
+
+/* A C expression for the address of value v ("F(arena, 4096)"). */
+static const char *P(Emit *e, ValId v) {
+  static char bufs[16][64];
+  static int k;
+  char *b = bufs[k++ % 16];
+  const IrNode *n = &e->g->nodes[v];
+  const char *s = slab((MemCat)e->m->cat[v]);
+  if (!s || e->m->offset[v] < 0) die("value %%%u (%s) has no storage", v, op_info[n->op].name);
+  snprintf(b, 64, "%s(%s, %" PRId64 ")", n->dtype == DT_I32 ? "I" : "F", s, e->m->offset[v]);
+  return b;
+}
+
+static const IrNode *N(Emit *e, ValId v) { return &e->g->nodes[v]; }
+
+/* A C float literal that reads back to the same float ("1.0f", "3e-05f"). */
+static const char *fl(double x) {
+  static char bufs[16][48];
+  static int k;
+  char *b = bufs[k++ % 16];
+  snprintf(b, 40, "%.9g", (double)(float)x);
+  if (!strpbrk(b, ".eEn")) strcat(b, ".0");
+  strcat(b, "f");
+  return b;
+}
+static int64_t numel(const IrNode *n) { return ir_numel(n); }
+static int64_t last(const IrNode *n) { return n->ndim ? n->shape[n->ndim - 1] : 1; }
+static int64_t prod(const IrNode *n, int from, int to) {
+  int64_t p = 1;
+  for (int i = from; i < to; i++) p *= n->shape[i];
+  return p;
+}
+
+static void unsupported(Emit *e, const IrNode *n, const char *what) {
+  diag_error(e->d, n->loc, "the C backend does not support %s yet", what);
+  e->failed = true;
+}
+
+/* ------------------------------------------------------------ elementwise */
+
+/* How an operand of an elementwise op is indexed inside the loop nest
+ * "for o < outer, for j < inner" over the output (i = o * inner + j). */
+typedef enum { IDX_FULL, IDX_SCALAR, IDX_INNER, IDX_CONST } IdxKind;
+
+static IdxKind index_kind(const IrNode *x, const IrNode *out, int64_t *inner) {
+  if (x->op == OP_CONST) return IDX_CONST;
+  if (numel(x) == numel(out)) return IDX_FULL;
+  if (numel(x) == 1) return IDX_SCALAR;
+  /* x's shape (leading 1s dropped) must equal out's trailing dims */
+  int xd = 0;
+  while (xd < x->ndim && x->shape[xd] == 1) xd++;
+  int k = x->ndim - xd;
+  if (k > out->ndim) return IDX_FULL; /* cannot happen for valid shapes */
+  for (int i = 0; i < k; i++)
+    if (x->shape[xd + i] != out->shape[out->ndim - k + i]) return (IdxKind)-1;
+  *inner = numel(x);
+  return IDX_INNER;
+}
+
+static void operand(Emit *e, char *buf, size_t sz, ValId v, IdxKind k) {
+  const IrNode *x = N(e, v);
+  switch (k) {
+  case IDX_CONST: snprintf(buf, sz, "%s", fl(x->fattr[0])); break;
+  case IDX_FULL: snprintf(buf, sz, "%s[o * in + j]", P(e, v)); break;
+  case IDX_SCALAR: snprintf(buf, sz, "%s[0]", P(e, v)); break;
+  default: snprintf(buf, sz, "%s[j]", P(e, v)); break;
+  }
+}
+
+/* Chooses the loop nest for an elementwise op over `out` with operands
+ * xs; returns false when some operand broadcasts in a way the two-level
+ * nest cannot express. */
+static bool plan_loops(Emit *e, const IrNode *out, const ValId *xs, int nx, IdxKind *kinds,
+                       int64_t *inner) {
+  *inner = 0;
+  for (int i = 0; i < nx; i++) {
+    int64_t in = 0;
+    kinds[i] = index_kind(N(e, xs[i]), out, &in);
+    if ((int)kinds[i] < 0) return false;
+    if (kinds[i] == IDX_INNER) {
+      if (*inner && *inner != in) return false;
+      *inner = in;
+    }
+  }
+  if (!*inner) *inner = numel(out);
+  return true;
+}
+
+static void loop_open(Emit *e, int64_t total, int64_t inner) {
+  int64_t outer = total / inner;
+  fprintf(e->f, "  {\n    const int64_t outer = %" PRId64 ", in = %" PRId64 ";\n", outer, inner);
+  fprintf(e->f, "    #pragma omp parallel for if (outer * in >= 32768)\n");
+  fprintf(e->f, "    for (int64_t o = 0; o < outer; o++)\n      for (int64_t j = 0; j < in; j++) {\n");
+}
+
+static void loop_close(Emit *e) { fputs("      }\n  }\n", e->f); }
+
+static const char *unary_expr(OpKind op) {
+  switch (op) {
+  case OP_NEG: return "-(X)";
+  case OP_SIGMOID: return "1.0f / (1.0f + expf(-(X)))";
+  case OP_EXP: return "expf(X)";
+  case OP_LOG: return "logf(X)";
+  case OP_TANH: return "tanhf(X)";
+  case OP_SQRT: return "sqrtf(X)";
+  default: return NULL;
+  }
+}
+
+static void subst(char *out, size_t sz, const char *tmpl, const char *x) {
+  size_t o = 0;
+  for (const char *t = tmpl; *t && o + 1 < sz; t++) {
+    if (*t == 'X') {
+      size_t n = strlen(x);
+      if (o + n >= sz) break;
+      memcpy(out + o, x, n);
+      o += n;
+    } else {
+      out[o++] = *t;
+    }
+  }
+  out[o] = 0;
+}
+
+static void emit_elementwise(Emit *e, ValId id) {
+  const IrNode *n = N(e, id);
+  IdxKind kinds[2];
+  int64_t inner;
+  if (!plan_loops(e, n, n->in, (int)n->nin, kinds, &inner)) {
+    unsupported(e, n, "this broadcasting pattern (only trailing-dimension broadcasts)");
+    return;
+  }
+  char a[96], b[96], body[256];
+  operand(e, a, sizeof a, n->in[0], kinds[0]);
+  if (n->nin == 2) {
+    operand(e, b, sizeof b, n->in[1], kinds[1]);
+    const char *op = n->op == OP_ADD ? "+" : n->op == OP_SUB ? "-" : n->op == OP_MUL ? "*" : "/";
+    snprintf(body, sizeof body, "%s %s %s", a, op, b);
+  } else {
+    subst(body, sizeof body, unary_expr((OpKind)n->op), a);
+  }
+  loop_open(e, numel(n), inner);
+  fprintf(e->f, "        %s[o * in + j] = %s;\n", P(e, id), body);
+  loop_close(e);
+}
+
+/* grad_x += expr, where x may broadcast: when x is smaller than the output,
+ * the output positions that map to one element of x are summed in a fixed
+ * order by the thread that owns that element. */
+static void emit_accumulate(Emit *e, ValId gx, ValId x, const IrNode *out, const char *expr) {
+  const IrNode *xn = N(e, x);
+  int64_t inner = 0;
+  IdxKind k = index_kind(xn, out, &inner);
+  if (xn->op == OP_CONST) return;
+  if (k == IDX_FULL) {
+    fprintf(e->f, "  {\n    const int64_t outer = 1, in = %" PRId64 ";\n    (void)outer;\n", numel(out));
+    fprintf(e->f, "    #pragma omp parallel for if (in >= 32768)\n");
+    fprintf(e->f, "    for (int64_t j = 0; j < in; j++) { const int64_t o = 0; %s[j] += %s; }\n  }\n",
+            P(e, gx), expr);
+    return;
+  }
+  if (k == IDX_SCALAR) inner = 1;
+  else if ((int)k < 0) {
+    unsupported(e, out, "the gradient of this broadcasting pattern");
+    return;
+  }
+  fprintf(e->f, "  {\n    const int64_t outer = %" PRId64 ", in = %" PRId64 ";\n", numel(out) / inner, inner);
+  fprintf(e->f, "    #pragma omp parallel for if (outer * in >= 32768)\n");
+  fprintf(e->f, "    for (int64_t j = 0; j < in; j++) {\n      double s = 0;\n");
+  fprintf(e->f, "      for (int64_t o = 0; o < outer; o++) s += %s;\n", expr);
+  fprintf(e->f, "      %s[j] += (float)s;\n    }\n  }\n", P(e, gx));
+}
+
+/* The value of operand v at output position (o, j), for backward formulas. */
+static void at(Emit *e, char *buf, size_t sz, ValId v, const IrNode *out) {
+  int64_t inner;
+  IdxKind k = index_kind(N(e, v), out, &inner);
+  if (k == IDX_INNER && inner == numel(out)) k = IDX_FULL;
+  if (k == IDX_INNER) {
+    /* inside emit_accumulate's loop over a smaller operand, the other operand
+     * may be full: index it by o * in + j only when shapes agree */
+    snprintf(buf, sz, "%s[(o * in + j) %% %" PRId64 "]", P(e, v), inner);
+    return;
+  }
+  operand(e, buf, sz, v, k);
+}
+
+static void emit_elementwise_backward(Emit *e, const IrNode *b) {
+  const IrNode *f = N(e, (ValId)b->iattr[0]);
+  ValId g = b->in[0];
+  char G[96], A[96], B[96], Y[96], expr[512];
+  /* g has the output's shape: index it as the full output */
+  snprintf(G, sizeof G, "%s[o * in + j]", P(e, g));
+  ValId self = (ValId)b->iattr[0];
+  for (uint32_t k = 0; k < b->nout; k++) {
+    ValId gx = b->out[k];
+    if (!gx) continue;
+    ValId x = f->in[k];
+    switch (f->op) {
+    case OP_ADD: snprintf(expr, sizeof expr, "%s", G); break;
+    case OP_SUB: snprintf(expr, sizeof expr, k == 0 ? "%s" : "-%s", G); break;
+    case OP_NEG: snprintf(expr, sizeof expr, "-%s", G); break;
+    case OP_MUL:
+      at(e, B, sizeof B, f->in[1 - k], f);
+      snprintf(expr, sizeof expr, "%s * %s", G, B);
+      break;
+    case OP_DIV:
+      at(e, A, sizeof A, f->in[0], f);
+      at(e, B, sizeof B, f->in[1], f);
+      if (k == 0) snprintf(expr, sizeof expr, "%s / %s", G, B);
+      else snprintf(expr, sizeof expr, "-%s * %s / (%s * %s)", G, A, B, B);
+      break;
+    default: {
+      at(e, A, sizeof A, x, f);
+      snprintf(Y, sizeof Y, "%s[o * in + j]", P(e, self));
+      switch (f->op) {
+      case OP_SIGMOID: snprintf(expr, sizeof expr, "%s * %s * (1.0f - %s)", G, Y, Y); break;
+      case OP_TANH: snprintf(expr, sizeof expr, "%s * (1.0f - %s * %s)", G, Y, Y); break;
+      case OP_EXP: snprintf(expr, sizeof expr, "%s * %s", G, Y); break;
+      case OP_LOG: snprintf(expr, sizeof expr, "%s / %s", G, A); break;
+      case OP_SQRT: snprintf(expr, sizeof expr, "%s * 0.5f / %s", G, Y); break;
+      default: die("no elementwise backward for %s", op_info[f->op].name);
+      }
+    }
+    }
+    emit_accumulate(e, gx, x, f, expr);
+  }
+}
+
+/* ------------------------------------------------------------ matmul */
+
+/* Batch layout of a matmul operand: count of matrices and element stride
+ * (0 when one matrix is shared by the whole batch). */
+static bool mm_layout(Emit *e, const IrNode *n, int64_t *batch, int64_t *sa, int64_t *sb, bool *flat) {
+  const IrNode *a = N(e, n->in[0]), *b = N(e, n->in[1]);
+  int64_t ba = prod(a, 0, a->ndim - 2), bb = prod(b, 0, b->ndim - 2);
+  int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1], Nn = b->shape[b->ndim - 1];
+  *flat = false;
+  if (bb == 1) { /* weights shared: one GEMM over all rows of a */
+    *flat = true;
+    *batch = 1;
+    *sa = *sb = 0;
+    return true;
+  }
+  if (ba == bb) {
+    *batch = ba;
+    *sa = M * K;
+    *sb = K * Nn;
+    return true;
+  }
+  if (ba == 1) {
+    *batch = bb;
+    *sa = 0;
+    *sb = K * Nn;
+    return true;
+  }
+  return false;
+}
+
+static void emit_matmul(Emit *e, ValId id) {
+  const IrNode *n = N(e, id), *a = N(e, n->in[0]), *b = N(e, n->in[1]);
+  int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1], Nn = b->shape[b->ndim - 1];
+  int64_t batch, sa, sb;
+  bool flat;
+  if (!mm_layout(e, n, &batch, &sa, &sb, &flat)) {
+    unsupported(e, n, "matmul with differently broadcast batch dimensions");
+    return;
+  }
+  if (flat) {
+    fprintf(e->f, "  k_matmul(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", false, false, 0.0f);\n",
+            P(e, id), P(e, n->in[0]), P(e, n->in[1]), prod(a, 0, a->ndim - 1), K, Nn);
+  } else {
+    fprintf(e->f,
+            "  k_matmul_batched(%" PRId64 ", %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
+            ", false, false, 0.0f, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n",
+            batch, P(e, id), P(e, n->in[0]), P(e, n->in[1]), M, K, Nn, M * Nn, sa, sb);
+  }
+}
+
+static void emit_matmul_backward(Emit *e, const IrNode *bw) {
+  ValId fid = (ValId)bw->iattr[0];
+  const IrNode *n = N(e, fid), *a = N(e, n->in[0]), *b = N(e, n->in[1]);
+  int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1], Nn = b->shape[b->ndim - 1];
+  int64_t batch, sa, sb;
+  bool flat;
+  mm_layout(e, n, &batch, &sa, &sb, &flat);
+  const char *g = P(e, bw->in[0]);
+  ValId ga = bw->out[0], gb = bw->out[1];
+  if (flat) {
+    int64_t rows = prod(a, 0, a->ndim - 1);
+    /* dA (rows,K) += dC (rows,N) . B^T ;  dB (K,N) += A^T (K,rows) . dC */
+    if (ga)
+      fprintf(e->f, "  k_matmul(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", false, true, 1.0f);\n",
+              P(e, ga), g, P(e, n->in[1]), rows, Nn, K);
+    if (gb)
+      fprintf(e->f, "  k_matmul(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", true, false, 1.0f);\n",
+              P(e, gb), P(e, n->in[0]), g, K, rows, Nn);
+    return;
+  }
+  /* Batched: per batch dA_i += dC_i B_i^T, dB_i += A_i^T dC_i; a shared
+   * operand (stride 0) sums over the batch (stride_out 0). */
+  if (ga)
+    fprintf(e->f,
+            "  k_matmul_batched(%" PRId64 ", %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
+            ", false, true, 1.0f, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n",
+            batch, P(e, ga), g, P(e, n->in[1]), M, Nn, K, sa, M * Nn, sb);
+  if (gb)
+    fprintf(e->f,
+            "  k_matmul_batched(%" PRId64 ", %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
+            ", true, false, 1.0f, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n",
+            batch, P(e, gb), P(e, n->in[0]), g, K, M, Nn, sb, sa, M * Nn);
+}
+
+/* ------------------------------------------------------------ layout ops */
+
+/* A swap of dims d0 < d1 as (A, B, C, D) -> (A, C, B, D) needs them adjacent
+ * or the middle dims to be 1. */
+static bool transpose_dims(const IrNode *x, int64_t d0, int64_t d1, int64_t *A, int64_t *B, int64_t *C,
+                           int64_t *D) {
+  if (d0 > d1) {
+    int64_t t = d0;
+    d0 = d1;
+    d1 = t;
+  }
+  if (prod(x, (int)d0 + 1, (int)d1) != 1) return false;
+  *A = prod(x, 0, (int)d0);
+  *B = x->shape[d0];
+  *C = x->shape[d1];
+  *D = prod(x, (int)d1 + 1, x->ndim);
+  return true;
+}
+
+static void emit_transpose(Emit *e, ValId id, bool backward, ValId gin, ValId gout) {
+  const IrNode *n = N(e, id), *x = N(e, n->in[0]);
+  int64_t A, B, C, D;
+  if (!transpose_dims(x, n->iattr[0], n->iattr[1], &A, &B, &C, &D)) {
+    unsupported(e, n, "transposing two non-adjacent dimensions");
+    return;
+  }
+  if (!backward)
+    fprintf(e->f, "  k_permute_0213(%s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 ");\n", P(e, id),
+            P(e, n->in[0]), A, B, C, D);
+  else
+    fprintf(e->f, "  k_permute_0213_backward(%s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 ");\n",
+            P(e, gin), P(e, gout), A, B, C, D);
+}
+
+/* Copies a slice [start, end) of dimension dim between x and y, in either
+ * direction, adding when accumulate is set. */
+static void emit_slice_copy(Emit *e, const IrNode *big, int64_t dim, int64_t start, int64_t len, const char *dst,
+                            const char *src, bool to_big, bool accumulate) {
+  int64_t outer = prod(big, 0, (int)dim), inner = prod(big, (int)dim + 1, big->ndim);
+  int64_t bigrow = big->shape[dim] * inner, smallrow = len * inner;
+  fprintf(e->f, "  #pragma omp parallel for if (%" PRId64 " >= 32768)\n", outer * smallrow);
+  fprintf(e->f, "  for (int64_t o = 0; o < %" PRId64 "; o++)\n", outer);
+  fprintf(e->f, "    for (int64_t j = 0; j < %" PRId64 "; j++) ", smallrow);
+  const char *bi = "[o * %" PRId64 " + %" PRId64 " + j]";
+  char bidx[96], sidx[96];
+  snprintf(bidx, sizeof bidx, bi, bigrow, start * inner);
+  snprintf(sidx, sizeof sidx, "[o * %" PRId64 " + j]", smallrow);
+  fprintf(e->f, "%s%s %s %s%s;\n", dst, to_big ? bidx : sidx, accumulate ? "+=" : "=", src, to_big ? sidx : bidx);
+}
+
+/* ------------------------------------------------------------ one node */
+
+static void emit_forward_node(Emit *e, ValId id) {
+  const IrNode *n = N(e, id);
+  FILE *f = e->f;
+  char sh[128];
+  shape_format(sh, sizeof sh, n->shape, n->ndim);
+  if (n->op == OP_PARAM || n->op == OP_INPUT || n->op == OP_CONST || n->op == OP_RESHAPE || n->op == OP_AUX)
+    return;
+  fprintf(f, "  /* %%%u %s %s%s%s%s */\n", id, op_info[n->op].name, dtype_name((DType)n->dtype), sh,
+          n->path && *n->path ? " " : "", n->path ? n->path : "");
+  const IrNode *x = n->nin ? N(e, n->in[0]) : NULL;
+  switch (n->op) {
+  case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_NEG: case OP_SIGMOID: case OP_EXP:
+  case OP_LOG: case OP_TANH: case OP_SQRT:
+    emit_elementwise(e, id);
+    break;
+  case OP_GELU: case OP_RELU: case OP_SILU:
+    fprintf(f, "  k_%s_forward(%s, %s, %" PRId64 ");\n", op_info[n->op].name, P(e, id), P(e, n->in[0]), numel(n));
+    break;
+  case OP_ARANGE:
+    fprintf(f, "  for (int32_t i = 0; i < %" PRId64 "; i++) %s[i] = i;\n", numel(n), P(e, id));
+    break;
+  case OP_MATMUL: emit_matmul(e, id); break;
+  case OP_TRANSPOSE: emit_transpose(e, id, false, 0, 0); break;
+  case OP_SLICE:
+    emit_slice_copy(e, x, n->iattr[0], n->iattr[1], n->iattr[2] - n->iattr[1], P(e, id), P(e, n->in[0]), false,
+                    false);
+    break;
+  case OP_CONCAT: {
+    int64_t start = 0, dim = n->iattr[0];
+    for (uint32_t k = 0; k < n->nin; k++) {
+      const IrNode *part = N(e, n->in[k]);
+      emit_slice_copy(e, n, dim, start, part->shape[dim], P(e, id), P(e, n->in[k]), true, false);
+      start += part->shape[dim];
+    }
+    break;
+  }
+  case OP_SUM: case OP_MEAN: case OP_MAX: {
+    int64_t outer = 1, dim = numel(x), inner = 1;
+    if (!n->iattr[2]) {
+      outer = prod(x, 0, (int)n->iattr[0]);
+      dim = x->shape[n->iattr[0]];
+      inner = prod(x, (int)n->iattr[0] + 1, x->ndim);
+    }
+    fprintf(f, "  k_reduce_%s_forward(%s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n", op_info[n->op].name,
+            P(e, id), P(e, n->in[0]), outer, dim, inner);
+    break;
+  }
+  case OP_SOFTMAX:
+    fprintf(f, "  k_softmax_forward(%s, %s, %" PRId64 ", %" PRId64 ");\n", P(e, id), P(e, n->in[0]),
+            numel(n) / last(n), last(n));
+    break;
+  case OP_LAYERNORM:
+    fprintf(f, "  k_layernorm_forward(%s, %s, %s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %s);\n", P(e, id),
+            n->nout ? P(e, n->out[0]) : "NULL", n->nout ? P(e, n->out[1]) : "NULL", P(e, n->in[0]),
+            P(e, n->in[1]), n->nin > 2 ? P(e, n->in[2]) : "NULL", numel(n) / last(n), last(n), fl(n->fattr[0]));
+    break;
+  case OP_RMSNORM:
+    fprintf(f, "  k_rmsnorm_forward(%s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %s);\n", P(e, id),
+            n->nout ? P(e, n->out[0]) : "NULL", P(e, n->in[0]), P(e, n->in[1]), numel(n) / last(n), last(n),
+            fl(n->fattr[0]));
+    break;
+  case OP_EMBEDDING: {
+    const IrNode *t = N(e, n->in[1]);
+    fprintf(f, "  CHECK_IDS(k_embedding_forward(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 "), \"%s\");\n",
+            P(e, id), P(e, n->in[0]), P(e, n->in[1]), numel(x), t->shape[0], t->shape[1],
+            "token id outside the embedding table");
+    break;
+  }
+  case OP_ATTENTION: {
+    const IrNode *k = N(e, n->in[1]);
+    fprintf(f,
+            "  CHECK_MEM(k_attention_forward(%s, %s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64
+            ", %" PRId64 ", %s));\n",
+            P(e, id), n->nout ? P(e, n->out[0]) : "r->lse_scratch", P(e, n->in[0]), P(e, n->in[1]),
+            P(e, n->in[2]), x->shape[0], x->shape[1], k->shape[1], x->shape[2], x->shape[3],
+            n->iattr[0] ? "true" : "false");
+    if (!n->nout) unsupported(e, n, "attention outside a differentiated graph");
+    break;
+  }
+  case OP_ROPE: {
+    int64_t T = x->shape[x->ndim - 2], D = last(x);
+    fprintf(f, "  k_rope_forward(%s, %s, %" PRId64 ", 1, %" PRId64 ", %" PRId64 ", %s);\n", P(e, id),
+            P(e, n->in[0]), numel(x) / (T * D), T, D, fl(n->fattr[0]));
+    break;
+  }
+  case OP_DROPOUT:
+    fprintf(f, "  k_dropout_forward(%s, %s, %" PRId64 ", r->training ? %s : 0.0f, r->seed ^ %uu, "
+               "(uint64_t)r->step * %" PRId64 ");\n",
+            P(e, id), P(e, n->in[0]), numel(n), fl(n->fattr[0]), id, numel(n));
+    break;
+  case OP_CROSS_ENTROPY: {
+    const IrNode *t = N(e, n->in[1]);
+    fprintf(f, "  {\n    double mean;\n");
+    fprintf(f, "    CHECK_IDS(k_crossentropy_forward(&mean, W(%" PRId64 "), NULL, %s, %s, %" PRId64 ", %" PRId64
+               "), \"target id outside the classes\");\n",
+            e->ce_work, P(e, n->in[0]), P(e, n->in[1]), numel(t), last(x));
+    fprintf(f, "    %s[0] = (float)mean;\n  }\n", P(e, id));
+    break;
+  }
+  case OP_GRAD: {
+    if (e->m->cat[id] == MEM_GRADS) break; /* parameter gradients are zeroed per step */
+    if (n->iattr[1]) fprintf(f, "  %s[0] = 1.0f;\n", P(e, id));
+    else fprintf(f, "  memset(%s, 0, %" PRId64 ");\n", P(e, id), memplan_bytes(n));
+    break;
+  }
+  default: unsupported(e, n, op_info[n->op].name);
+  }
+}
+
+static void emit_backward_node(Emit *e, ValId bid) {
+  const IrNode *b = N(e, bid);
+  ValId fid = (ValId)b->iattr[0];
+  const IrNode *n = N(e, fid);
+  const IrNode *x = n->nin ? N(e, n->in[0]) : NULL;
+  FILE *f = e->f;
+  const char *g = P(e, b->in[0]);
+#define OUT(k) (b->out[k] ? P(e, b->out[k]) : "NULL")
+  fprintf(f, "  /* %%%u backward of %%%u %s%s%s */\n", bid, fid, op_info[n->op].name, n->path && *n->path ? " " : "",
+          n->path ? n->path : "");
+  switch (n->op) {
+  case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_NEG: case OP_SIGMOID: case OP_EXP:
+  case OP_LOG: case OP_TANH: case OP_SQRT:
+    emit_elementwise_backward(e, b);
+    break;
+  case OP_GELU: case OP_RELU: case OP_SILU:
+    if (b->out[0])
+      fprintf(f, "  k_%s_backward(%s, %s, %s, %" PRId64 ");\n", op_info[n->op].name, OUT(0), P(e, n->in[0]), g,
+              numel(n));
+    break;
+  case OP_MATMUL: emit_matmul_backward(e, b); break;
+  case OP_TRANSPOSE:
+    if (b->out[0]) emit_transpose(e, fid, true, b->out[0], b->in[0]);
+    break;
+  case OP_RESHAPE:
+    if (b->out[0]) fprintf(f, "  k_axpy(%s, 1.0f, %s, %" PRId64 ");\n", OUT(0), g, numel(n));
+    break;
+  case OP_SLICE:
+    if (b->out[0])
+      emit_slice_copy(e, x, n->iattr[0], n->iattr[1], n->iattr[2] - n->iattr[1], OUT(0), g, true, true);
+    break;
+  case OP_CONCAT: {
+    int64_t start = 0, dim = n->iattr[0];
+    for (uint32_t k = 0; k < n->nin; k++) {
+      const IrNode *part = N(e, n->in[k]);
+      if (b->out[k]) emit_slice_copy(e, n, dim, start, part->shape[dim], OUT(k), g, false, true);
+      start += part->shape[dim];
+    }
+    break;
+  }
+  case OP_SUM: case OP_MEAN: case OP_MAX: {
+    int64_t outer = 1, dim = numel(x), inner = 1;
+    if (!n->iattr[2]) {
+      outer = prod(x, 0, (int)n->iattr[0]);
+      dim = x->shape[n->iattr[0]];
+      inner = prod(x, (int)n->iattr[0] + 1, x->ndim);
+    }
+    if (!b->out[0]) break;
+    if (n->op == OP_MAX)
+      fprintf(f, "  k_reduce_max_backward(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n", OUT(0), g,
+              P(e, n->in[0]), outer, dim, inner);
+    else
+      fprintf(f, "  k_reduce_%s_backward(%s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n", op_info[n->op].name,
+              OUT(0), g, outer, dim, inner);
+    break;
+  }
+  case OP_SOFTMAX:
+    if (b->out[0])
+      fprintf(f, "  k_softmax_backward(%s, %s, %s, %" PRId64 ", %" PRId64 ");\n", OUT(0), g, P(e, fid),
+              numel(n) / last(n), last(n));
+    break;
+  case OP_LAYERNORM:
+    fprintf(f, "  k_layernorm_backward(%s, %s, %s, %s, %s, %s, %s, %s, %" PRId64 ", %" PRId64 ");\n", OUT(0), OUT(1),
+            n->nin > 2 ? OUT(2) : "NULL", g, P(e, n->in[0]), P(e, n->in[1]), P(e, n->out[0]), P(e, n->out[1]),
+            numel(n) / last(n), last(n));
+    break;
+  case OP_RMSNORM:
+    fprintf(f, "  k_rmsnorm_backward(%s, %s, %s, %s, %s, %s, %" PRId64 ", %" PRId64 ");\n", OUT(0), OUT(1), g,
+            P(e, n->in[0]), P(e, n->in[1]), P(e, n->out[0]), numel(n) / last(n), last(n));
+    break;
+  case OP_EMBEDDING: {
+    const IrNode *t = N(e, n->in[1]);
+    if (b->out[1])
+      fprintf(f, "  k_embedding_backward(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n", OUT(1), g,
+              P(e, n->in[0]), numel(x), t->shape[0], t->shape[1]);
+    break;
+  }
+  case OP_ATTENTION: {
+    const IrNode *k = N(e, n->in[1]);
+    /* the kernel needs all three gradient buffers */
+    if (!b->out[0] || !b->out[1] || !b->out[2]) {
+      unsupported(e, n, "attention where only some of q, k, v need gradients");
+      break;
+    }
+    fprintf(f,
+            "  CHECK_MEM(k_attention_backward(%s, %s, %s, %s, %s, %s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
+            ", %" PRId64 ", %" PRId64 ", %s));\n",
+            OUT(0), OUT(1), OUT(2), g, P(e, n->in[0]), P(e, n->in[1]), P(e, n->in[2]), P(e, fid), P(e, n->out[0]),
+            x->shape[0], x->shape[1], k->shape[1], x->shape[2], x->shape[3], n->iattr[0] ? "true" : "false");
+    break;
+  }
+  case OP_ROPE: {
+    int64_t T = x->shape[x->ndim - 2], D = last(x);
+    if (b->out[0])
+      fprintf(f, "  k_rope_backward(%s, %s, %" PRId64 ", 1, %" PRId64 ", %" PRId64 ", %s);\n", OUT(0), g,
+              numel(x) / (T * D), T, D, fl(n->fattr[0]));
+    break;
+  }
+  case OP_DROPOUT:
+    if (b->out[0])
+      fprintf(f, "  k_dropout_backward(%s, %s, %" PRId64 ", r->training ? %s : 0.0f, r->seed ^ %uu, (uint64_t)r->step * %" PRId64 ");\n",
+              OUT(0), g, numel(n), fl(n->fattr[0]), fid, numel(n));
+    break;
+  case OP_CROSS_ENTROPY: {
+    const IrNode *t = N(e, n->in[1]);
+    int64_t rows = numel(t);
+    if (!b->out[0]) break;
+    fprintf(f, "  {\n    float *dloss = W(%" PRId64 ");\n", e->ce_work + ((rows * 4 + 63) / 64) * 64);
+    fprintf(f, "    for (int64_t i = 0; i < %" PRId64 "; i++) dloss[i] = %s[0] / %" PRId64 ".0f;\n", rows, g, rows);
+    fprintf(f, "    k_crossentropy_backward(%s, %s, %s, dloss, %" PRId64 ", %" PRId64 ");\n  }\n", OUT(0),
+            P(e, n->in[0]), P(e, n->in[1]), rows, last(x));
+    break;
+  }
+  default: unsupported(e, n, "the backward of this operation");
+  }
+#undef OUT
+}
+
+/* ------------------------------------------------------------ the file */
+
+static void emit_string(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+    else if (c < 0x20 || c >= 0x7f) fprintf(f, "\\%03o", c);
+    else fputc(c, f);
+  }
+  fputc('"', f);
+}
+
+/* Forward + backward FLOPs per step: 2 per multiply-add in forward, twice
+ * that in backward, for matmuls and attention (the rest is negligible). */
+static double step_flops(const IrGraph *g) {
+  double fl = 0;
+  for (int i = 1; i <= g->nforward; i++) {
+    const IrNode *n = &g->nodes[i];
+    if (n->op == OP_MATMUL) {
+      const IrNode *a = &g->nodes[n->in[0]];
+      fl += 6.0 * (double)ir_numel(n) * (double)a->shape[a->ndim - 1];
+    } else if (n->op == OP_ATTENTION) {
+      const IrNode *q = &g->nodes[n->in[0]];
+      double B = (double)q->shape[0], H = (double)q->shape[1], T = (double)q->shape[2], D = (double)q->shape[3];
+      double fwd = 4.0 * B * H * T * T * D * (n->iattr[0] ? 0.5 : 1.0);
+      fl += 3.0 * fwd;
+    }
+  }
+  return fl;
+}
+
+bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name) {
+  Emit e = {.f = f, .g = g, .m = m, .d = p->diag};
+  /* Workspace: the cross-entropy per-row losses and their gradients. */
+  int64_t ce_rows = 0;
+  for (int i = 1; i <= g->nforward; i++)
+    if (g->nodes[i].op == OP_CROSS_ENTROPY) {
+      int64_t r = ir_numel(&g->nodes[g->nodes[i].in[1]]);
+      if (r > ce_rows) ce_rows = r;
+    }
+  e.ce_work = m->bytes[MEM_WORKSPACE];
+  m->bytes[MEM_WORKSPACE] += 2 * ((ce_rows * 4 + 63) / 64) * 64;
+
+  fprintf(f, "/* Generated by dstc %s from %s. Do not edit: change the .dst file. */\n", DST_VERSION, source_name);
+  fputs("#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n#include \"dst_model.h\"\n"
+        "#include \"k_cpu.h\"\n\n", f);
+  fputs("#define F(slab, off) ((float *)(r->slab + (off)))\n"
+        "#define I(slab, off) ((int32_t *)(r->slab + (off)))\n"
+        "#define W(off) ((float *)(r->work + (off)))\n"
+        "#define CHECK_IDS(call, what)                             \\\n"
+        "  do {                                                    \\\n"
+        "    int64_t bad_ = (call);                                \\\n"
+        "    if (bad_ != K_IDS_VALID && !r->error) {               \\\n"
+        "      r->error = what;                                    \\\n"
+        "      r->error_pos = bad_;                                \\\n"
+        "    }                                                     \\\n"
+        "  } while (0)\n"
+        "#define CHECK_MEM(call)                                   \\\n"
+        "  do {                                                    \\\n"
+        "    if ((call) != K_OK && !r->error) r->error = \"out of memory in a kernel\"; \\\n"
+        "  } while (0)\n\n",
+        f);
+
+  /* Parameter and input tables. */
+  static const int init_map[] = {[INIT_NONE] = 0, [INIT_NORMAL] = 1, [INIT_ZEROS] = 2, [INIT_ONES] = 3,
+                                 [INIT_UNIFORM] = 4, [INIT_CONST] = 5};
+  fprintf(f, "static const DstParamInfo params[%d] = {\n", g->nparams ? g->nparams : 1);
+  int64_t count = 0;
+  for (int i = 0; i < g->nparams; i++) {
+    const IrNode *n = &g->nodes[g->params[i]];
+    fputs("  {", f);
+    emit_string(f, n->name);
+    fprintf(f, ", %" PRId64 ", %d, {", m->offset[g->params[i]], n->ndim);
+    for (int k = 0; k < n->ndim; k++) fprintf(f, "%s%" PRId64, k ? ", " : "", n->shape[k]);
+    fprintf(f, "}, %" PRId64 ", %d, %s, %s},\n", ir_numel(n), init_map[n->init], fl(n->fattr[0]),
+            n->iattr[1] ? "false" : "true");
+    count += ir_numel(n);
+  }
+  fputs("};\n\n", f);
+  fprintf(f, "static const DstInputInfo inputs[%d] = {\n", g->ninputs ? g->ninputs : 1);
+  for (int i = 0; i < g->ninputs; i++) {
+    const IrNode *n = &g->nodes[g->inputs[i]];
+    fputs("  {", f);
+    emit_string(f, n->name);
+    fprintf(f, ", %" PRId64 ", %d, {", m->offset[g->inputs[i]], n->ndim);
+    for (int k = 0; k < n->ndim; k++) fprintf(f, "%s%" PRId64, k ? ", " : "", n->shape[k]);
+    fputs("}},\n", f);
+  }
+  fputs("};\n\n", f);
+
+  fputs("static void forward(DstRun *r) {\n", f);
+  for (int i = 1; i <= g->nforward; i++) emit_forward_node(&e, (ValId)i);
+  fputs("}\n\nstatic void backward(DstRun *r) {\n", f);
+  for (int i = g->nforward + 1; i < g->n; i++) {
+    const IrNode *n = &g->nodes[i];
+    if (n->op == OP_BACKWARD) emit_backward_node(&e, (ValId)i);
+    else if (n->op == OP_GRAD) emit_forward_node(&e, (ValId)i);
+  }
+  fputs("}\n\n", f);
+
+  ValId logits = 0;
+  for (int i = 0; i < g->nnamed; i++)
+    if (!strcmp(g->named[i].name, "logits")) logits = g->named[i].v;
+  TrainCfg *t = &p->train_cfg;
+  fputs("const DstModel dst_model = {\n  .name = ", f);
+  emit_string(f, p->model->name);
+  fputs(",\n  .source = ", f);
+  emit_string(f, source_name);
+  fprintf(f, ",\n  .params_bytes = %" PRId64 ", .arena_bytes = %" PRId64 ", .data_bytes = %" PRId64
+             ", .work_bytes = %" PRId64 ", .optstate_bytes = %" PRId64 ",\n",
+          m->bytes[MEM_PARAMS], m->bytes[MEM_ACTIVATIONS], m->bytes[MEM_DATA], m->bytes[MEM_WORKSPACE],
+          m->bytes[MEM_OPTSTATE]);
+  fprintf(f, "  .params = params, .nparams = %d, .inputs = inputs, .ninputs = %d,\n", g->nparams, g->ninputs);
+  fprintf(f, "  .loss_offset = %" PRId64 ",\n", m->offset[g->loss]);
+  if (logits) {
+    const IrNode *ln = &g->nodes[logits];
+    fprintf(f, "  .logits_offset = %" PRId64 ", .logits_ndim = %d, .logits_shape = {", m->offset[logits], ln->ndim);
+    for (int k = 0; k < ln->ndim; k++) fprintf(f, "%s%" PRId64, k ? ", " : "", ln->shape[k]);
+    fputs("},\n", f);
+  } else {
+    fputs("  .logits_offset = -1,\n", f);
+  }
+  int64_t tokens = g->ninputs ? ir_numel(&g->nodes[g->inputs[0]]) : 1;
+  fprintf(f, "  .param_count = %" PRId64 ", .flops_per_token = %.17g,\n", count, step_flops(g) / (double)tokens);
+  fprintf(f, "  .opt = %d, .sched = %d,\n", t->opt == OPT_ADAMW ? 0 : 1, (int)t->sched);
+  fprintf(f, "  .lr = %s, .beta1 = %s, .beta2 = %s, .eps = %s, .weight_decay = %s,\n", fl(t->lr), fl(t->beta1),
+          fl(t->beta2), fl(t->eps), fl(t->weight_decay));
+  fprintf(f, "  .momentum = %s, .min_lr = %s, .clip = %s, .nesterov = %s,\n", fl(t->momentum), fl(t->min_lr),
+          fl(t->clip_grad_norm), t->nesterov ? "true" : "false");
+  fprintf(f, "  .warmup = %" PRId64 ", .steps = %" PRId64 ", .seed = %" PRId64 ", .log_every = %" PRId64
+             ", .eval_every = %" PRId64 ", .save_every = %" PRId64 ",\n",
+          t->warmup, t->steps, t->seed, t->log_every, t->eval_every, t->save_every);
+  fputs("  .forward = forward, .backward = backward,\n};\n\n", f);
+  fputs("int main(int argc, char **argv) { return dst_train_main(&dst_model, argc, argv); }\n", f);
+  return !e.failed;
+}

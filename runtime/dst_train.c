@@ -1,0 +1,482 @@
+/* dst_train.c: the training driver of a generated program.
+ *
+ * dst_train_main parses the program's command line, allocates exactly the
+ * slabs the compiler planned (through the accounting allocator, so the
+ * measured peak can be compared with the plan), initializes or loads the
+ * parameters, and runs the steps: data, forward, backward, gradient
+ * clipping, learning-rate schedule, optimizer update, logging, evaluation.
+ * It stops with a located message on a non-finite loss or bad data, and can
+ * save the parameters, check gradients by finite differences, and sample.
+ *
+ * Data: the model's first input receives windows of T tokens (B, T); the
+ * second receives their next-token targets, either (B, T) or, for a (B)
+ * input, the token that follows each window.
+ * Determinism: for a given binary, seed and data, every run computes the
+ * same bits (kernels are thread-count independent; data order is fixed). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dst.h"
+#include "dst_model.h"
+#include "k_cpu.h"
+
+typedef struct {
+  const char *data, *val_data, *init, *save, *loss_log;
+  int64_t steps, seed, log_every, eval_every, sample, threads;
+  bool check_grads, quiet;
+} Options;
+
+static void usage(const DstModel *m, FILE *f) {
+  fprintf(f,
+          "usage: %s --data FILE [options]\n"
+          "Trains the model %s (compiled from %s).\n"
+          "  --data FILE            training tokens: a text file (bytes) or an llm.c token shard\n"
+          "  --val-data FILE        validation tokens (default: none)\n"
+          "  --steps N              optimizer steps (default from the .dst file: %lld)\n"
+          "  --seed S               initialization seed (default %lld)\n"
+          "  --init FILE            start from the parameters in a safetensors file\n"
+          "  --save FILE            write the trained parameters as safetensors\n"
+          "  --log-every N          print a line every N steps (default %lld)\n"
+          "  --eval-every N         validation loss every N steps (default %lld)\n"
+          "  --sample N             generate N tokens after training (language models)\n"
+          "  --threads N            CPU threads (default: all cores)\n"
+          "  --loss-log FILE        write each step's loss, full precision, one per line\n"
+          "  --check-grads          compare gradients with finite differences and exit\n"
+          "  --quiet                no per-step lines\n",
+          "PROGRAM", m->name, m->source, (long long)m->steps, (long long)m->seed, (long long)m->log_every,
+          (long long)m->eval_every);
+}
+
+static int64_t parse_count(const char *flag, const char *v, int64_t lo) {
+  char *end;
+  long long x = strtoll(v, &end, 10);
+  if (!*v || *end || x < lo) {
+    fprintf(stderr, "error: %s needs an integer >= %lld, not '%s'\n", flag, (long long)lo, v);
+    exit(2);
+  }
+  return x;
+}
+
+static Options parse_args(const DstModel *m, int argc, char **argv) {
+  Options o = {.steps = m->steps, .seed = m->seed, .log_every = m->log_every, .eval_every = m->eval_every};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define VALUE()                                                      \
+  do {                                                               \
+    if (!v) {                                                        \
+      fprintf(stderr, "error: %s needs a value\n", a);               \
+      exit(2);                                                       \
+    }                                                                \
+    i++;                                                             \
+  } while (0)
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(m, stdout);
+      exit(0);
+    } else if (!strcmp(a, "--data")) { VALUE(); o.data = v; }
+    else if (!strcmp(a, "--val-data")) { VALUE(); o.val_data = v; }
+    else if (!strcmp(a, "--init")) { VALUE(); o.init = v; }
+    else if (!strcmp(a, "--save")) { VALUE(); o.save = v; }
+    else if (!strcmp(a, "--loss-log")) { VALUE(); o.loss_log = v; }
+    else if (!strcmp(a, "--steps")) { VALUE(); o.steps = parse_count(a, v, 0); }
+    else if (!strcmp(a, "--seed")) { VALUE(); o.seed = parse_count(a, v, 0); }
+    else if (!strcmp(a, "--log-every")) { VALUE(); o.log_every = parse_count(a, v, 1); }
+    else if (!strcmp(a, "--eval-every")) { VALUE(); o.eval_every = parse_count(a, v, 0); }
+    else if (!strcmp(a, "--sample")) { VALUE(); o.sample = parse_count(a, v, 0); }
+    else if (!strcmp(a, "--threads")) { VALUE(); o.threads = parse_count(a, v, 1); }
+    else if (!strcmp(a, "--check-grads")) o.check_grads = true;
+    else if (!strcmp(a, "--quiet")) o.quiet = true;
+    else {
+      fprintf(stderr, "error: unknown option '%s' (see --help)\n", a);
+      exit(2);
+    }
+#undef VALUE
+  }
+  if (!o.data) {
+    fprintf(stderr, "error: no training data: give --data FILE (see --help)\n");
+    exit(2);
+  }
+  return o;
+}
+
+typedef struct {
+  const DstModel *m;
+  DstRun r;
+  float *mom1, *mom2;
+  DstDataLoader *train, *val;
+  int B, T;
+  int32_t *tok, *tgt; /* (B, T) staging buffers */
+} Trainer;
+
+static const DstInputInfo *input(const DstModel *m, int i) { return i < m->ninputs ? &m->inputs[i] : NULL; }
+
+static DstDataLoader *open_data(Trainer *t, const char *path) {
+  char err[DST_ERR_LEN];
+  DstDataLoader *dl = dst_data_open(path, t->B, t->T, 0, 1, err);
+  if (!dl) dst_fatal("%s", err);
+  return dl;
+}
+
+/* Fills the model's inputs with the next batch of dl. */
+static void load_batch(Trainer *t, DstDataLoader *dl) {
+  dst_data_next(dl, t->tok, t->tgt);
+  const DstInputInfo *in0 = input(t->m, 0), *in1 = input(t->m, 1);
+  memcpy(t->r.data + in0->offset, t->tok, sizeof(int32_t) * (size_t)t->B * (size_t)t->T);
+  if (!in1) return;
+  int32_t *dst = (int32_t *)(t->r.data + in1->offset);
+  if (in1->ndim == 2) {
+    memcpy(dst, t->tgt, sizeof(int32_t) * (size_t)t->B * (size_t)t->T);
+  } else {
+    for (int b = 0; b < t->B; b++) dst[b] = t->tgt[(size_t)b * t->T + (t->T - 1)];
+  }
+}
+
+static float loss_value(Trainer *t) { return *(float *)(t->r.arena + t->m->loss_offset); }
+
+static void check_run(Trainer *t, int64_t step) {
+  if (!t->r.error) return;
+  dst_fatal("step %lld: %s (at flat position %lld of the batch)", (long long)step, t->r.error,
+            (long long)t->r.error_pos);
+}
+
+static void init_params(Trainer *t, uint64_t seed) {
+  const DstModel *m = t->m;
+  for (int i = 0; i < m->nparams; i++) {
+    const DstParamInfo *p = &m->params[i];
+    float *x = (float *)(t->r.params + p->offset);
+    /* Each parameter draws from its own counter range, so adding a layer
+     * does not change the others' initial values. */
+    uint64_t stream = seed * 0x9E3779B97F4A7C15ull + (uint64_t)i;
+    switch (p->init) {
+    case DST_INIT_NORMAL: k_fill_normal(x, p->numel, 0.0f, p->init_arg, stream, 0); break;
+    case DST_INIT_UNIFORM: k_fill_uniform(x, p->numel, -p->init_arg, p->init_arg, stream, 0); break;
+    case DST_INIT_ONES: k_fill(x, 1.0f, p->numel); break;
+    case DST_INIT_CONST: k_fill(x, p->init_arg, p->numel); break;
+    default: k_fill(x, 0.0f, p->numel);
+    }
+  }
+}
+
+static void load_init(Trainer *t, const char *path) {
+  char err[DST_ERR_LEN];
+  DstSafetensors *st = dst_st_open(path, err);
+  if (!st) dst_fatal("--init %s: %s", path, err);
+  for (int i = 0; i < t->m->nparams; i++) {
+    const DstParamInfo *p = &t->m->params[i];
+    if (!dst_st_load_into(st, p->name, DST_DT_F32, p->shape, p->ndim, t->r.params + p->offset, err))
+      dst_fatal("--init %s: %s", path, err);
+  }
+  if (dst_st_count(st) != (size_t)t->m->nparams)
+    dst_log_warn("--init %s holds %zu tensors; the model has %d parameters (extra tensors ignored)", path,
+                 dst_st_count(st), t->m->nparams);
+  dst_st_close(st);
+}
+
+static void save_params(Trainer *t, const char *path, int64_t step) {
+  char err[DST_ERR_LEN];
+  DstStWriter *w = dst_st_writer_new();
+  for (int i = 0; i < t->m->nparams; i++) {
+    const DstParamInfo *p = &t->m->params[i];
+    if (!dst_st_writer_add(w, p->name, DST_DT_F32, p->shape, p->ndim, t->r.params + p->offset, err))
+      dst_fatal("--save %s: %s", path, err);
+  }
+  char buf[32];
+  snprintf(buf, sizeof buf, "%lld", (long long)step);
+  dst_st_writer_set_metadata(w, "step", buf, err);
+  dst_st_writer_set_metadata(w, "model", t->m->name, err);
+  if (!dst_st_writer_write(w, path, err)) dst_fatal("--save %s: %s", path, err);
+  dst_st_writer_free(w);
+}
+
+static double lr_at(const DstModel *m, int64_t step, int64_t steps) {
+  double lr = m->lr;
+  if (m->warmup > 0 && step <= m->warmup) return lr * (double)step / (double)m->warmup;
+  if (m->sched == DST_SCHED_CONSTANT || steps <= m->warmup) return lr;
+  double progress = (double)(step - m->warmup) / (double)(steps - m->warmup);
+  if (progress > 1) progress = 1;
+  if (m->sched == DST_SCHED_LINEAR) return lr - (lr - m->min_lr) * progress;
+  return m->min_lr + 0.5 * (lr - m->min_lr) * (1.0 + cos(M_PI * progress));
+}
+
+/* Forward and backward on the current batch; returns the loss. */
+static float compute(Trainer *t, int64_t step) {
+  memset(t->r.grads, 0, (size_t)t->m->params_bytes);
+  t->r.training = true;
+  t->r.step = step;
+  t->m->forward(&t->r);
+  check_run(t, step);
+  t->m->backward(&t->r);
+  check_run(t, step);
+  return loss_value(t);
+}
+
+static double grad_norm(Trainer *t) {
+  return sqrt(k_global_norm_sq((const float *)t->r.grads, t->m->params_bytes / 4));
+}
+
+static void update(Trainer *t, int64_t step, double lr) {
+  const DstModel *m = t->m;
+  for (int i = 0; i < m->nparams; i++) {
+    const DstParamInfo *p = &m->params[i];
+    float *x = (float *)(t->r.params + p->offset);
+    const float *gr = (const float *)(t->r.grads + p->offset);
+    float wd = p->decay ? m->weight_decay : 0.0f;
+    size_t off = (size_t)p->offset / 4;
+    if (m->opt == DST_OPT_ADAMW)
+      k_adamw_update(x, gr, t->mom1 + off, t->mom2 + off, p->numel, (float)lr, m->beta1, m->beta2, m->eps, wd, step);
+    else
+      k_sgd_update(x, gr, t->mom1 ? t->mom1 + off : NULL, p->numel, (float)lr, m->momentum, wd, m->nesterov);
+  }
+}
+
+static double evaluate(Trainer *t) {
+  dst_data_reset(t->val);
+  uint64_t n = dst_data_batches_per_epoch(t->val);
+  if (n > 20) n = 20;
+  if (n < 1) n = 1;
+  double sum = 0;
+  t->r.training = false;
+  for (uint64_t i = 0; i < n; i++) {
+    load_batch(t, t->val);
+    t->m->forward(&t->r);
+    check_run(t, 0);
+    sum += loss_value(t);
+  }
+  return sum / (double)n;
+}
+
+/* Compares analytic gradients with central differences of the loss at a few
+ * elements of every parameter. Returns the number of mismatches. */
+static int check_grads(Trainer *t) {
+  const DstModel *m = t->m;
+  load_batch(t, t->train);
+  /* Dropout is the identity here (training off) in both passes, so the
+   * finite differences see the same function the gradients are of. */
+  memset(t->r.grads, 0, (size_t)m->params_bytes);
+  t->r.training = false;
+  t->r.step = 1;
+  m->forward(&t->r);
+  check_run(t, 1);
+  m->backward(&t->r);
+  check_run(t, 1);
+  float *g0 = malloc((size_t)m->params_bytes);
+  if (!g0) dst_fatal("out of memory");
+  memcpy(g0, t->r.grads, (size_t)m->params_bytes);
+  double l0 = loss_value(t);
+  int bad = 0, checked = 0, skipped = 0;
+  double worst = 0;
+  for (int i = 0; i < m->nparams; i++) {
+    const DstParamInfo *p = &m->params[i];
+    float *x = (float *)(t->r.params + p->offset);
+    const float *g = g0 + p->offset / 4;
+    /* The three largest gradients (never trivially zero) and three
+     * pseudo-random elements. */
+    int64_t pick[6];
+    int np = 0;
+    for (int r = 0; r < 3 && r < p->numel; r++) {
+      int64_t best = -1;
+      for (int64_t j = 0; j < p->numel; j++) {
+        bool used = false;
+        for (int k = 0; k < np; k++) used |= pick[k] == j;
+        if (!used && (best < 0 || fabsf(g[j]) > fabsf(g[best]))) best = j;
+      }
+      pick[np++] = best;
+    }
+    for (int r = 0; r < 3 && np < p->numel; r++)
+      pick[np++] = (int64_t)(((uint64_t)r * 2654435761u + (uint64_t)i * 97u) % (uint64_t)p->numel);
+    for (int k = 0; k < np; k++) {
+      int64_t j = pick[k];
+      float saved = x[j];
+      float h = 2e-3f * fmaxf(1.0f, fabsf(saved));
+      x[j] = saved + h;
+      m->forward(&t->r);
+      double lp = loss_value(t);
+      x[j] = saved - h;
+      m->forward(&t->r);
+      double lm = loss_value(t);
+      x[j] = saved;
+      double num = (lp - lm) / (2.0 * (double)h);
+      double ana = g[j];
+      double scale = fmax(fabs(num), fabs(ana));
+      /* One-sided slopes that disagree mean a kink (ReLU, max) inside the
+       * step, where the central difference says nothing about the gradient. */
+      double right = (lp - l0) / (double)h, left = (l0 - lm) / (double)h;
+      if (fabs(right - left) > 2e-3 + 5e-2 * fmax(fabs(right), fabs(left))) {
+        skipped++;
+        continue;
+      }
+      if (fabs(num - ana) > 2e-3 + 5e-2 * scale) {
+        bad++;
+        printf("MISMATCH %s[%lld]: analytic %.6g, finite difference %.6g\n", p->name, (long long)j, ana, num);
+      }
+      double err = fabs(num - ana) / (1e-3 + scale);
+      if (err > worst) worst = err;
+      checked++;
+    }
+  }
+  printf("gradient check: %d elements of %d parameters, %d mismatches, worst relative error %.3g"
+         " (%d more skipped at non-smooth points)\n", checked, m->nparams, bad, worst, skipped);
+  if (checked < skipped) {
+    printf("gradient check: too few smooth points to conclude\n");
+    bad++;
+  }
+  free(g0);
+  return bad;
+}
+
+static void sample(Trainer *t, int64_t n, DstRng *rng) {
+  const DstModel *m = t->m;
+  if (m->logits_offset < 0 || m->logits_ndim != 3) {
+    dst_log_warn("--sample needs a model value named 'logits' of shape [batch, seq, vocab]; skipping");
+    return;
+  }
+  int64_t V = m->logits_shape[2];
+  DstDataLoader *src = t->val ? t->val : t->train;
+  dst_data_reset(src);
+  dst_data_next(src, t->tok, t->tgt);
+  int32_t *ctx = malloc(sizeof(int32_t) * (size_t)t->T);
+  double *p = malloc(sizeof(double) * (size_t)V);
+  if (!ctx || !p) dst_fatal("out of memory");
+  memcpy(ctx, t->tok, sizeof(int32_t) * (size_t)t->T);
+  printf("--- sample (%lld tokens, after the prompt of %d tokens from the data) ---\n", (long long)n, t->T);
+  t->r.training = false;
+  int32_t *in0 = (int32_t *)(t->r.data + input(m, 0)->offset);
+  for (int64_t s = 0; s < n; s++) {
+    memset(t->r.data, 0, (size_t)m->data_bytes);
+    memcpy(in0, ctx, sizeof(int32_t) * (size_t)t->T);
+    m->forward(&t->r);
+    check_run(t, 0);
+    const float *lg = (const float *)(t->r.arena + m->logits_offset) + (size_t)(t->T - 1) * (size_t)V;
+    double mx = lg[0], z = 0;
+    for (int64_t v = 1; v < V; v++) mx = lg[v] > mx ? lg[v] : mx;
+    for (int64_t v = 0; v < V; v++) z += p[v] = exp(lg[v] - mx);
+    double u = dst_rng_uniform(rng) * z, acc = 0;
+    int64_t tok = V - 1;
+    for (int64_t v = 0; v < V; v++) {
+      acc += p[v];
+      if (u < acc) {
+        tok = v;
+        break;
+      }
+    }
+    memmove(ctx, ctx + 1, sizeof(int32_t) * (size_t)(t->T - 1));
+    ctx[t->T - 1] = (int32_t)tok;
+    if (V <= 256) {
+      unsigned char c = (unsigned char)tok;
+      putchar(c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7f) || c >= 0x80 ? c : '?');
+    } else {
+      printf("%lld ", (long long)tok);
+    }
+  }
+  printf("\n---\n");
+  free(ctx);
+  free(p);
+}
+
+static char *slab(int64_t bytes, DstMemCat cat, const char *tag) {
+  return bytes > 0 ? dst_calloc(1, (size_t)bytes, cat, tag) : NULL;
+}
+
+int dst_train_main(const DstModel *m, int argc, char **argv) {
+  /* OpenMP's idle workers spin by default and steal the cores OpenBLAS's
+   * threads need (steps then take up to 10x longer at random). The policy
+   * is read when the OpenMP runtime loads, so set it and start again. */
+  if (!getenv("OMP_WAIT_POLICY") && !getenv("DST_NO_REEXEC")) {
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);
+    /* if that fails, run with the default policy */
+  }
+  Options o = parse_args(m, argc, argv);
+  if (m->ninputs < 1 || input(m, 0)->ndim != 2)
+    dst_fatal("model %s: the first input must be a [batch, seq] token tensor to be fed from --data", m->name);
+  if (o.threads) k_set_num_threads((int)o.threads);
+  else k_set_num_threads((int)sysconf(_SC_NPROCESSORS_ONLN));
+
+  Trainer t = {.m = m};
+  t.B = (int)input(m, 0)->shape[0];
+  t.T = (int)input(m, 0)->shape[1];
+  /* Exactly the planned sizes: the measured peak must equal the plan. */
+  t.r.params = slab(m->params_bytes, DST_MEM_PARAMS, "parameters");
+  t.r.grads = slab(m->params_bytes, DST_MEM_GRADS, "gradients");
+  t.r.arena = slab(m->arena_bytes, DST_MEM_ACTS, "activations");
+  t.r.data = slab(m->data_bytes, DST_MEM_DATA, "inputs");
+  t.r.work = slab(m->work_bytes, DST_MEM_WORKSPACE, "workspace");
+  if (m->optstate_bytes) {
+    size_t half = (size_t)m->params_bytes;
+    char *st = slab(m->optstate_bytes, DST_MEM_OPTIM, "optimizer state");
+    t.mom1 = (float *)st;
+    t.mom2 = m->optstate_bytes >= 2 * (int64_t)half ? (float *)(st + half) : NULL;
+  }
+  t.r.seed = (uint64_t)o.seed;
+  t.tok = dst_malloc(sizeof(int32_t) * (size_t)t.B * (size_t)t.T, DST_MEM_OTHER, "batch staging");
+  t.tgt = dst_malloc(sizeof(int32_t) * (size_t)t.B * (size_t)t.T, DST_MEM_OTHER, "batch staging");
+  t.train = open_data(&t, o.data);
+  if (o.val_data) t.val = open_data(&t, o.val_data);
+
+  init_params(&t, (uint64_t)o.seed);
+  if (o.init) load_init(&t, o.init);
+
+  if (o.check_grads) {
+    int bad = check_grads(&t);
+    return bad ? 1 : 0;
+  }
+
+  FILE *losslog = NULL;
+  if (o.loss_log && !(losslog = fopen(o.loss_log, "w"))) dst_fatal("cannot write %s", o.loss_log);
+  int64_t tokens = (int64_t)t.B * t.T;
+  printf("model %s: %lld parameters, %d x %d tokens per step, %lld steps\n", m->name, (long long)m->param_count,
+         t.B, t.T, (long long)o.steps);
+  DstStepTimer timer;
+  dst_timer_init(&timer, (uint64_t)tokens, 1);
+  bool tty = isatty(1) && !o.quiet;
+  double first_loss = NAN, last_loss = NAN;
+  for (int64_t step = 1; step <= o.steps; step++) {
+    dst_timer_start(&timer);
+    load_batch(&t, t.train);
+    float loss = compute(&t, step);
+    if (!isfinite(loss))
+      dst_fatal("step %lld: the loss is %s; stopping (try a lower learning rate or gradient clipping)",
+                (long long)step, isnan(loss) ? "NaN" : "infinite");
+    double norm = grad_norm(&t);
+    if (m->clip > 0 && norm > m->clip) k_scale((float *)t.r.grads, (const float *)t.r.grads, (float)(m->clip / norm),
+                                               m->params_bytes / 4);
+    double lr = lr_at(m, step, o.steps);
+    update(&t, step, lr);
+    dst_timer_stop(&timer);
+    if (step == 1) first_loss = loss;
+    last_loss = loss;
+    if (losslog) fprintf(losslog, "%.9g\n", loss);
+    bool log = !o.quiet && (step % o.log_every == 0 || step == 1 || step == o.steps);
+    if (log)
+      printf("%sstep %5lld/%lld | loss %.6f | norm %.4f | lr %.3e | %7.1f ms | %8.0f tok/s\n", tty ? "\r\033[K" : "",
+             (long long)step, (long long)o.steps, loss, norm, lr, dst_timer_last_ms(&timer),
+             dst_timer_last_tok_per_sec(&timer));
+    else if (tty)
+      printf("\r\033[Kstep %5lld/%lld | loss %.6f", (long long)step, (long long)o.steps, loss), fflush(stdout);
+    if (t.val && o.eval_every && step % o.eval_every == 0) printf("step %5lld | val loss %.6f\n", (long long)step, evaluate(&t));
+  }
+  if (tty) printf("\r\033[K");
+  if (losslog) fclose(losslog);
+  if (o.steps > 0) {
+    double tps = dst_timer_avg_tok_per_sec(&timer);
+    printf("done: loss %.4f -> %.4f | %.1f ms/step | %.0f tok/s | %.2f GFLOP/s\n", first_loss, last_loss,
+           dst_timer_avg_ms(&timer), tps, tps * m->flops_per_token / 1e9);
+  }
+  if (t.val) printf("val loss %.6f\n", evaluate(&t));
+  size_t planned = (size_t)(2 * m->params_bytes + m->arena_bytes + m->data_bytes + m->work_bytes + m->optstate_bytes);
+  size_t measured = 0;
+  for (int c = DST_MEM_PARAMS; c <= DST_MEM_DATA; c++) measured += dst_mem_peak((DstMemCat)c);
+  printf("memory: planned %zu bytes; allocated %zu bytes at peak in the planned categories\n", planned, measured);
+  if (o.save) {
+    save_params(&t, o.save, o.steps);
+    printf("saved %s\n", o.save);
+  }
+  if (o.sample) {
+    DstRng rng;
+    dst_rng_seed(&rng, (uint64_t)o.seed + 1);
+    sample(&t, o.sample, &rng);
+  }
+  return 0;
+}
