@@ -126,7 +126,7 @@ static IrNode proto(Lower *L, OpKind op, Loc loc) {
 static Value emit(Lower *L, IrNode *n, const ValId *in, int nin) {
   n->nin = (uint32_t)nin;
   n->in = arena_alloc(L->a, sizeof(ValId) * (size_t)(nin ? nin : 1));
-  memcpy(n->in, in, sizeof(ValId) * (size_t)nin);
+  if (nin) memcpy(n->in, in, sizeof(ValId) * (size_t)nin);
   char msg[512];
   if (!shape_infer(L->g, n, msg, sizeof msg)) {
     lerr(L, n->loc, "%s", msg);

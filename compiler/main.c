@@ -201,10 +201,13 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
 
-  const char **files = calloc((size_t)argc, sizeof *files);
-  const char **incdirs = calloc((size_t)argc, sizeof *incdirs);
-  CliSetting *defines = calloc((size_t)argc, sizeof *defines);
-  CliSetting *flags = calloc((size_t)argc, sizeof *flags);
+  /* Held in statics: they live as long as the process, on every path. */
+  static const char **files, **incdirs;
+  static CliSetting *defines, *flags;
+  files = calloc((size_t)argc, sizeof *files);
+  incdirs = calloc((size_t)argc, sizeof *incdirs);
+  defines = calloc((size_t)argc, sizeof *defines);
+  flags = calloc((size_t)argc, sizeof *flags);
   if (!files || !incdirs || !defines || !flags) die("out of memory");
   int nfiles = 0, nincdirs = 0, ndefines = 0, nflags = 0;
   bool verbose = false, dump_ast = false, werror = false, verbose_build = false;
@@ -248,6 +251,7 @@ int main(int argc, char **argv) {
     } else if (!strncmp(a, "-f", 2) && a[2]) {
       CliSetting s = split_setting(a + 2);
       if (!s.key) return usage_error("%s: expected -f<key>=<value>, e.g. -fdp=2", a);
+      flags[nflags] = s; /* reachable from a static until exit */
       if (sema_parallel_index(s.key) < 0) {
         const char *sug = closest_name(s.key, parallel_key_names, parallel_key_count);
         fprintf(stderr, "dstc: error: %s: unknown parallel key '%s'", a, s.key);

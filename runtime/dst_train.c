@@ -23,7 +23,7 @@
 #include "k_cpu.h"
 
 typedef struct {
-  const char *data, *val_data, *init, *save, *loss_log;
+  const char *data, *val_data, *init, *save, *loss_log, *dump;
   int64_t steps, seed, log_every, eval_every, sample, threads;
   bool check_grads, quiet;
 } Options;
@@ -43,6 +43,8 @@ static void usage(const DstModel *m, FILE *f) {
           "  --sample N             generate N tokens after training (language models)\n"
           "  --threads N            CPU threads (default: all cores)\n"
           "  --loss-log FILE        write each step's loss, full precision, one per line\n"
+          "  --dump FILE            after the first forward/backward, write the inputs, the\n"
+          "                         loss, the logits and every gradient (grad.NAME) as safetensors\n"
           "  --check-grads          compare gradients with finite differences and exit\n"
           "  --quiet                no per-step lines\n",
           "PROGRAM", m->name, m->source, (long long)m->steps, (long long)m->seed, (long long)m->log_every,
@@ -80,6 +82,7 @@ static Options parse_args(const DstModel *m, int argc, char **argv) {
     else if (!strcmp(a, "--init")) { VALUE(); o.init = v; }
     else if (!strcmp(a, "--save")) { VALUE(); o.save = v; }
     else if (!strcmp(a, "--loss-log")) { VALUE(); o.loss_log = v; }
+    else if (!strcmp(a, "--dump")) { VALUE(); o.dump = v; }
     else if (!strcmp(a, "--steps")) { VALUE(); o.steps = parse_count(a, v, 0); }
     else if (!strcmp(a, "--seed")) { VALUE(); o.seed = parse_count(a, v, 0); }
     else if (!strcmp(a, "--log-every")) { VALUE(); o.log_every = parse_count(a, v, 1); }
@@ -135,6 +138,22 @@ static void load_batch(Trainer *t, DstDataLoader *dl) {
 
 static float loss_value(Trainer *t) { return *(float *)(t->r.arena + t->m->loss_offset); }
 
+/* Entropy (nats per token) of the data's token frequencies: the loss of the
+ * best model that ignores context, the bar a trained model must beat. */
+static double unigram_entropy(const DstDataLoader *dl) {
+  size_t vocab = dl->format == DST_DATA_SHARD ? 65536 : 256;
+  uint64_t *count = dst_calloc(vocab, sizeof(uint64_t), DST_MEM_OTHER, "token counts");
+  for (uint64_t i = 0; i < dl->ntokens; i++) count[dl->format == DST_DATA_SHARD ? dl->tokens[i] : dl->bytes[i]]++;
+  double h = 0;
+  for (size_t v = 0; v < vocab; v++)
+    if (count[v]) {
+      double p = (double)count[v] / (double)dl->ntokens;
+      h -= p * log(p);
+    }
+  dst_free(count);
+  return h;
+}
+
 static void check_run(Trainer *t, int64_t step) {
   if (!t->r.error) return;
   dst_fatal("step %lld: %s (at flat position %lld of the batch)", (long long)step, t->r.error,
@@ -188,6 +207,35 @@ static void save_params(Trainer *t, const char *path, int64_t step) {
   dst_st_writer_set_metadata(w, "model", t->m->name, err);
   if (!dst_st_writer_write(w, path, err)) dst_fatal("--save %s: %s", path, err);
   dst_st_writer_free(w);
+}
+
+/* The state after one forward/backward, for comparison with a reference
+ * implementation: inputs, loss, logits and the gradient of every parameter. */
+static void dump_step(Trainer *t, const char *path) {
+  const DstModel *m = t->m;
+  char err[DST_ERR_LEN];
+  DstStWriter *w = dst_st_writer_new();
+  char **names = dst_calloc((size_t)m->nparams + 1, sizeof(char *), DST_MEM_OTHER, "dump names");
+  bool ok = true;
+  for (int i = 0; i < m->ninputs && ok; i++)
+    ok = dst_st_writer_add(w, m->inputs[i].name, DST_DT_I32, m->inputs[i].shape, m->inputs[i].ndim,
+                           t->r.data + m->inputs[i].offset, err);
+  int64_t scalar[1] = {1};
+  if (ok) ok = dst_st_writer_add(w, "loss", DST_DT_F32, scalar, 0, t->r.arena + m->loss_offset, err);
+  if (ok && m->logits_offset >= 0)
+    ok = dst_st_writer_add(w, "logits", DST_DT_F32, m->logits_shape, m->logits_ndim, t->r.arena + m->logits_offset,
+                           err);
+  for (int i = 0; i < m->nparams && ok; i++) {
+    const DstParamInfo *p = &m->params[i];
+    size_t n = strlen(p->name) + 6;
+    names[i] = dst_malloc(n, DST_MEM_OTHER, "dump names");
+    snprintf(names[i], n, "grad.%s", p->name);
+    ok = dst_st_writer_add(w, names[i], DST_DT_F32, p->shape, p->ndim, t->r.grads + p->offset, err);
+  }
+  if (!ok || !dst_st_writer_write(w, path, err)) dst_fatal("--dump %s: %s", path, err);
+  dst_st_writer_free(w);
+  for (int i = 0; i < m->nparams; i++) dst_free(names[i]);
+  dst_free(names);
 }
 
 static double lr_at(const DstModel *m, int64_t step, int64_t steps) {
@@ -375,6 +423,19 @@ static void sample(Trainer *t, int64_t n, DstRng *rng) {
   free(p);
 }
 
+static void trainer_free(Trainer *t) {
+  dst_free(t->r.params);
+  dst_free(t->r.grads);
+  dst_free(t->r.arena);
+  dst_free(t->r.data);
+  dst_free(t->r.work);
+  dst_free(t->mom1); /* mom2 lives in the same block */
+  dst_free(t->tok);
+  dst_free(t->tgt);
+  if (t->train) dst_data_close(t->train);
+  if (t->val) dst_data_close(t->val);
+}
+
 static char *slab(int64_t bytes, DstMemCat cat, const char *tag) {
   return bytes > 0 ? dst_calloc(1, (size_t)bytes, cat, tag) : NULL;
 }
@@ -420,6 +481,7 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
 
   if (o.check_grads) {
     int bad = check_grads(&t);
+    trainer_free(&t);
     return bad ? 1 : 0;
   }
 
@@ -428,6 +490,9 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   int64_t tokens = (int64_t)t.B * t.T;
   printf("model %s: %lld parameters, %d x %d tokens per step, %lld steps\n", m->name, (long long)m->param_count,
          t.B, t.T, (long long)o.steps);
+  if (!o.quiet)
+    printf("data %s: %llu tokens, unigram entropy %.4f nats/token\n", o.data, (unsigned long long)t.train->ntokens,
+           unigram_entropy(t.train));
   DstStepTimer timer;
   dst_timer_init(&timer, (uint64_t)tokens, 1);
   bool tty = isatty(1) && !o.quiet;
@@ -436,6 +501,7 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
     dst_timer_start(&timer);
     load_batch(&t, t.train);
     float loss = compute(&t, step);
+    if (step == 1 && o.dump) dump_step(&t, o.dump);
     if (!isfinite(loss))
       dst_fatal("step %lld: the loss is %s; stopping (try a lower learning rate or gradient clipping)",
                 (long long)step, isnan(loss) ? "NaN" : "infinite");
@@ -478,5 +544,6 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
     dst_rng_seed(&rng, (uint64_t)o.seed + 1);
     sample(&t, o.sample, &rng);
   }
+  trainer_free(&t);
   return 0;
 }
