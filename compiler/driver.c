@@ -28,6 +28,11 @@ static bool pass_lower(Compilation *c) {
   return !diag_failed(&c->diag);
 }
 
+static bool pass_simplify_run(Compilation *c) {
+  if (c->graph) pass_simplify(c->graph);
+  return true;
+}
+
 static bool pass_autodiff_run(Compilation *c) {
   if (c->graph) pass_autodiff(c->graph);
   return true;
@@ -44,6 +49,7 @@ typedef struct {
 static const Pass pipeline[] = {
     {"sema", pass_sema, false},
     {"lower", pass_lower, true},
+    {"simplify", pass_simplify_run, true},
     {"autodiff", pass_autodiff_run, true},
 };
 enum { NPASSES = sizeof pipeline / sizeof pipeline[0] };
@@ -54,7 +60,7 @@ bool driver_pass_exists(const char *name) {
   return false;
 }
 
-const char *driver_pass_list(void) { return "sema, lower, autodiff"; }
+const char *driver_pass_list(void) { return "sema, lower, simplify, autodiff"; }
 
 int compile_file(Compilation *c) {
   for (int i = 0; i < NPASSES; i++) {

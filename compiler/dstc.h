@@ -33,6 +33,7 @@ enum {
   DST_MAX_DIMS = 8,                /* tensor rank */
   DST_MAX_INST_DEPTH = 64,         /* block instantiation depth */
   DST_MAX_REPEAT = 100000,         /* repeat(n) count */
+  DST_MAX_INSTANCES = 200000,      /* layers in a whole model */
   DST_MAX_IR_NODES = 20000000,     /* whole graph */
 };
 
@@ -348,7 +349,9 @@ typedef struct {
   Loc shard_loc;      /* the @shard annotation that set shard */
   Loc shard_units_loc; /* its unit-count expression, if any */
   int32_t stage;      /* @stage(n), -1 = unspecified */
+  Loc stage_loc;      /* the @stage annotation */
   bool checkpoint;    /* @checkpoint on the enclosing layer */
+  bool dead;          /* removed by simplify: computed and stored by no one */
 } IrNode;
 
 typedef struct {
@@ -376,6 +379,11 @@ bool ir_verify(const IrGraph *g, FILE *err);
  * operands. On a mismatch returns false and writes a message to msg. */
 bool shape_infer(const IrGraph *g, IrNode *n, char *msg, size_t msgsz);
 int shape_format(char *buf, size_t sz, const int64_t *shape, int ndim);
+
+/* ---------------------------------------------------------------- simplify.c */
+
+/* Folds transposes and bias adds into matmuls; marks dead values. */
+void pass_simplify(IrGraph *g);
 
 /* ---------------------------------------------------------------- autodiff.c */
 

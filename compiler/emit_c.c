@@ -264,86 +264,99 @@ static void emit_elementwise_backward(Emit *e, const IrNode *b) {
 
 /* ------------------------------------------------------------ matmul */
 
-/* Batch layout of a matmul operand: count of matrices and element stride
- * (0 when one matrix is shared by the whole batch). */
-static bool mm_layout(Emit *e, const IrNode *n, int64_t *batch, int64_t *sa, int64_t *sb, bool *flat) {
+/* C (..., M, N) = op(A) op(B) [+ bias]; A is stored (..., M, K), or
+ * (..., K, M) with ta; B (..., K, N), or (..., N, K) with tb. */
+typedef struct {
+  int64_t M, K, N;
+  bool ta, tb;
+  bool flat;       /* B is one matrix: all rows of A in one GEMM */
+  int64_t batch, sa, sb, sc; /* batched: count and element strides */
+} MatmulShape;
+
+static bool mm_shape(Emit *e, const IrNode *n, MatmulShape *s) {
   const IrNode *a = N(e, n->in[0]), *b = N(e, n->in[1]);
+  s->ta = n->iattr[0];
+  s->tb = n->iattr[1];
+  s->M = n->shape[n->ndim - 2];
+  s->N = n->shape[n->ndim - 1];
+  s->K = s->ta ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1];
   int64_t ba = prod(a, 0, a->ndim - 2), bb = prod(b, 0, b->ndim - 2);
-  int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1], Nn = b->shape[b->ndim - 1];
-  *flat = false;
-  if (bb == 1) { /* weights shared: one GEMM over all rows of a */
-    *flat = true;
-    *batch = 1;
-    *sa = *sb = 0;
+  s->sc = s->M * s->N;
+  s->flat = bb == 1 && !s->ta;
+  if (s->flat) {
+    s->batch = 1;
+    s->sa = s->sb = 0;
+    s->M = prod(a, 0, a->ndim - 1); /* every row of A */
     return true;
   }
-  if (ba == bb) {
-    *batch = ba;
-    *sa = M * K;
-    *sb = K * Nn;
-    return true;
-  }
-  if (ba == 1) {
-    *batch = bb;
-    *sa = 0;
-    *sb = K * Nn;
-    return true;
-  }
-  return false;
+  s->batch = ba > bb ? ba : bb;
+  if (!(ba == bb || ba == 1 || bb == 1)) return false;
+  s->sa = ba == 1 ? 0 : s->M * s->K;
+  s->sb = bb == 1 ? 0 : s->K * s->N;
+  return true;
+}
+
+static void emit_gemm(Emit *e, const MatmulShape *s, const char *c, const char *a, const char *b, int64_t M,
+                      int64_t K, int64_t N, bool ta, bool tb, bool beta1, int64_t sc, int64_t sa, int64_t sb,
+                      bool batched) {
+  if (!batched)
+    fprintf(e->f, "  k_matmul(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %s, %s, %s);\n", c, a, b, M, K, N,
+            ta ? "true" : "false", tb ? "true" : "false", beta1 ? "1.0f" : "0.0f");
+  else
+    fprintf(e->f,
+            "  k_matmul_batched(%" PRId64 ", %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
+            ", %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n",
+            s->batch, c, a, b, M, K, N, ta ? "true" : "false", tb ? "true" : "false", beta1 ? "1.0f" : "0.0f", sc,
+            sa, sb);
 }
 
 static void emit_matmul(Emit *e, ValId id) {
-  const IrNode *n = N(e, id), *a = N(e, n->in[0]), *b = N(e, n->in[1]);
-  int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1], Nn = b->shape[b->ndim - 1];
-  int64_t batch, sa, sb;
-  bool flat;
-  if (!mm_layout(e, n, &batch, &sa, &sb, &flat)) {
+  const IrNode *n = N(e, id);
+  MatmulShape s;
+  if (!mm_shape(e, n, &s)) {
     unsupported(e, n, "matmul with differently broadcast batch dimensions");
     return;
   }
-  if (flat) {
-    fprintf(e->f, "  k_matmul(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", false, false, 0.0f);\n",
-            P(e, id), P(e, n->in[0]), P(e, n->in[1]), prod(a, 0, a->ndim - 1), K, Nn);
-  } else {
-    fprintf(e->f,
-            "  k_matmul_batched(%" PRId64 ", %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
-            ", false, false, 0.0f, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n",
-            batch, P(e, id), P(e, n->in[0]), P(e, n->in[1]), M, K, Nn, M * Nn, sa, sb);
+  bool bias = n->nin == 3;
+  if (bias) { /* the bias epilogue: start from the broadcast bias */
+    fprintf(e->f, "  #pragma omp parallel for if (%" PRId64 " >= 32768)\n", numel(n));
+    fprintf(e->f, "  for (int64_t row = 0; row < %" PRId64 "; row++) memcpy(%s + row * %" PRId64 ", %s, %" PRId64 ");\n",
+            numel(n) / s.N, P(e, id), s.N, P(e, n->in[2]), s.N * 4);
   }
+  emit_gemm(e, &s, P(e, id), P(e, n->in[0]), P(e, n->in[1]), s.M, s.K, s.N, s.ta, s.tb, bias, s.sc, s.sa, s.sb,
+            !s.flat);
 }
 
 static void emit_matmul_backward(Emit *e, const IrNode *bw) {
   ValId fid = (ValId)bw->iattr[0];
-  const IrNode *n = N(e, fid), *a = N(e, n->in[0]), *b = N(e, n->in[1]);
-  int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1], Nn = b->shape[b->ndim - 1];
-  int64_t batch, sa, sb;
-  bool flat;
-  mm_layout(e, n, &batch, &sa, &sb, &flat);
+  const IrNode *n = N(e, fid);
+  MatmulShape s;
+  mm_shape(e, n, &s);
   const char *g = P(e, bw->in[0]);
+  const char *A = P(e, n->in[0]), *B = P(e, n->in[1]);
   ValId ga = bw->out[0], gb = bw->out[1];
-  if (flat) {
-    int64_t rows = prod(a, 0, a->ndim - 1);
-    /* dA (rows,K) += dC (rows,N) . B^T ;  dB (K,N) += A^T (K,rows) . dC */
-    if (ga)
-      fprintf(e->f, "  k_matmul(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", false, true, 1.0f);\n",
-              P(e, ga), g, P(e, n->in[1]), rows, Nn, K);
-    if (gb)
-      fprintf(e->f, "  k_matmul(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", true, false, 1.0f);\n",
-              P(e, gb), P(e, n->in[0]), g, K, rows, Nn);
-    return;
+  bool batched = !s.flat;
+  /* A shared operand (stride 0) receives the sum over the batch: the
+   * batched kernel reduces when its output stride is 0. */
+  if (ga) {
+    if (!s.ta) /* dA (M,K) += dC (M,N) . op(B)^T */
+      emit_gemm(e, &s, P(e, ga), g, B, s.M, s.N, s.K, false, !s.tb, true, s.sa, s.sc, s.sb, batched);
+    else /* A stored (K,M): dA += op(B) (K,N) . dC^T */
+      emit_gemm(e, &s, P(e, ga), B, g, s.K, s.N, s.M, s.tb, true, true, s.sa, s.sb, s.sc, batched);
   }
-  /* Batched: per batch dA_i += dC_i B_i^T, dB_i += A_i^T dC_i; a shared
-   * operand (stride 0) sums over the batch (stride_out 0). */
-  if (ga)
-    fprintf(e->f,
-            "  k_matmul_batched(%" PRId64 ", %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
-            ", false, true, 1.0f, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n",
-            batch, P(e, ga), g, P(e, n->in[1]), M, Nn, K, sa, M * Nn, sb);
-  if (gb)
-    fprintf(e->f,
-            "  k_matmul_batched(%" PRId64 ", %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
-            ", true, false, 1.0f, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n",
-            batch, P(e, gb), P(e, n->in[0]), g, K, M, Nn, sb, sa, M * Nn);
+  if (gb) {
+    if (!s.tb) /* dB (K,N) += op(A)^T (K,M) . dC (M,N) */
+      emit_gemm(e, &s, P(e, gb), A, g, s.K, s.M, s.N, !s.ta, false, true, s.sb, s.sa, s.sc, batched);
+    else /* B stored (N,K): dB += dC^T (N,M) . op(A) (M,K) */
+      emit_gemm(e, &s, P(e, gb), g, A, s.N, s.M, s.K, true, s.ta, true, s.sb, s.sc, s.sa, batched);
+  }
+  if (n->nin == 3 && bw->out[2]) { /* dbias (N) += column sums of dC */
+    int64_t rows = numel(n) / s.N;
+    fprintf(e->f, "  #pragma omp parallel for if (%" PRId64 " >= 32768)\n", numel(n));
+    fprintf(e->f, "  for (int64_t j = 0; j < %" PRId64 "; j++) {\n    double acc = 0;\n", s.N);
+    fprintf(e->f, "    for (int64_t row = 0; row < %" PRId64 "; row++) acc += %s[row * %" PRId64 " + j];\n", rows, g, s.N);
+    fprintf(e->f, "    %s[j] += (float)acc;\n  }\n", P(e, bw->out[2]));
+  }
 }
 
 /* ------------------------------------------------------------ layout ops */
@@ -401,6 +414,7 @@ static void emit_slice_copy(Emit *e, const IrNode *big, int64_t dim, int64_t sta
 static void emit_forward_node(Emit *e, ValId id) {
   const IrNode *n = N(e, id);
   FILE *f = e->f;
+  if (n->dead) return;
   char sh[128];
   shape_format(sh, sizeof sh, n->shape, n->ndim);
   if (n->op == OP_PARAM || n->op == OP_INPUT || n->op == OP_CONST || n->op == OP_RESHAPE || n->op == OP_AUX)
@@ -644,9 +658,10 @@ static double step_flops(const IrGraph *g) {
   double fl = 0;
   for (int i = 1; i <= g->nforward; i++) {
     const IrNode *n = &g->nodes[i];
+    if (n->dead) continue;
     if (n->op == OP_MATMUL) {
       const IrNode *a = &g->nodes[n->in[0]];
-      fl += 6.0 * (double)ir_numel(n) * (double)a->shape[a->ndim - 1];
+      fl += 6.0 * (double)ir_numel(n) * (double)a->shape[a->ndim - (n->iattr[0] ? 2 : 1)];
     } else if (n->op == OP_ATTENTION) {
       const IrNode *q = &g->nodes[n->in[0]];
       double B = (double)q->shape[0], H = (double)q->shape[1], T = (double)q->shape[2], D = (double)q->shape[3];

@@ -68,6 +68,7 @@ static const char *const shard_names[] = {"", "column", "row", "vocab", "heads",
 void ir_dump(FILE *out, const IrGraph *g) {
   for (int i = 1; i < g->n; i++) {
     const IrNode *n = &g->nodes[i];
+    if (n->dead) continue;
     char sh[256];
     shape_format(sh, sizeof sh, n->shape, n->ndim);
     fprintf(out, "%%%d = %s %s%s", i, op_info[n->op].name, dtype_name(n->dtype), sh);
@@ -90,6 +91,10 @@ void ir_dump(FILE *out, const IrGraph *g) {
               (long long)n->iattr[2]);
       break;
     case OP_CONCAT: case OP_SOFTMAX: fprintf(out, " dim=%lld", (long long)n->iattr[0]); break;
+    case OP_MATMUL:
+      if (n->iattr[0]) fputs(" ta", out);
+      if (n->iattr[1]) fputs(" tb", out);
+      break;
     case OP_SUM: case OP_MEAN: case OP_MAX:
       if (n->iattr[2]) fprintf(out, " all");
       else fprintf(out, " dim=%lld keepdim=%lld", (long long)n->iattr[0], (long long)n->iattr[1]);
@@ -129,6 +134,16 @@ bool ir_verify(const IrGraph *g, FILE *err) {
       fprintf(err, "ir: %%%d has bad op %u\n", i, n->op);
       ok = false;
       continue;
+    }
+    if (n->dead) continue;
+    for (uint32_t k = 0; k < n->nin; k++)
+      if (n->in[k] && n->in[k] < (ValId)g->n && g->nodes[n->in[k]].dead) {
+        fprintf(err, "ir: %%%d uses the dead value %%%u\n", i, n->in[k]);
+        ok = false;
+      }
+    if (n->op == OP_MATMUL && n->nin != 2 && n->nin != 3) {
+      fprintf(err, "ir: %%%d (matmul) has %u operands\n", i, n->nin);
+      ok = false;
     }
     int ar = op_info[n->op].arity;
     if (ar >= 0 && (int)n->nin != ar && !(n->op == OP_LAYERNORM && n->nin == 2)) {

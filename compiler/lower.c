@@ -53,6 +53,7 @@ struct Inst {
   Inst *parent;
   bool checkpoint;
   int stage;
+  Loc stage_loc;    /* the @stage annotation that set stage */
   Shard shard;      /* inherited by params without their own */
   bool no_decay;
 };
@@ -70,6 +71,8 @@ typedef struct {
   IrGraph *g;
   Inst *cur;        /* the instance whose forward is running */
   int depth;        /* instantiation depth */
+  int64_t ninstances; /* layers instantiated so far, bounded */
+  bool over_budget;   /* reported: stop instantiating */
   Node **repeats;   /* top-level repeat layers, for the pp check */
   int nrepeats, caprepeats;
 } Lower;
@@ -290,7 +293,7 @@ static bool parse_shard(Lower *L, Inst *in, Node *an, Shard *out) {
 }
 
 static void apply_annots(Lower *L, Inst *in, const NodeList *annots, bool on_layer, Shard *shard,
-                         bool *checkpoint, int *stage, bool *no_decay) {
+                         bool *checkpoint, int *stage, bool *no_decay, Loc *stage_loc) {
   static const char *const names[] = {"shard", "checkpoint", "stage", "no_decay"};
   for (int i = 0; i < annots->n; i++) {
     Node *an = annots->v[i];
@@ -324,7 +327,10 @@ static void apply_annots(Lower *L, Inst *in, const NodeList *annots, bool on_lay
         lerr(L, an->loc, "@stage takes one argument, the pipeline stage number");
       } else if (eval_const_in(L, in, an->list.v[0], &c)) {
         if (c.kind != CV_INT || c.i < 0 || c.i > 1 << 20) lerr(L, an->list.v[0]->loc, "@stage needs a stage number >= 0");
-        else *stage = (int)c.i;
+        else {
+          *stage = (int)c.i;
+          if (stage_loc) *stage_loc = an->loc;
+        }
       }
     } else {
       Diag *g = lerr(L, an->nloc, "unknown annotation '@%s'", an->name);
@@ -435,10 +441,11 @@ static void lower_param(Lower *L, Inst *in, Node *m) {
   Shard sh = in->shard;
   bool cp = false, nd = in->no_decay;
   int stage = -1;
-  apply_annots(L, in, &m->annots, false, &sh, &cp, &stage, &nd);
+  apply_annots(L, in, &m->annots, false, &sh, &cp, &stage, &nd, NULL);
   n.shard = (uint8_t)sh.kind;
   n.shard_units = sh.units;
   n.stage = in->stage;
+  n.stage_loc = in->stage_loc;
   n.iattr[1] = nd;
   /* The split dimension: column-like kinds split the last dimension, row the
    * first (1-D parameters of a row-split layer stay whole, as Megatron's
@@ -494,9 +501,14 @@ static void lower_layer(Lower *L, Inst *in, Node *m) {
   bool cp = false, nd = in->no_decay;
   int stage = -1;
   Shard sh = in->shard;
-  apply_annots(L, in, &m->annots, true, &sh, &cp, &stage, &nd);
+  Loc sloc = in->stage_loc;
+  apply_annots(L, in, &m->annots, true, &sh, &cp, &stage, &nd, &sloc);
   holder->checkpoint = cp;
-  if (stage >= 0) holder->stage = stage;
+  holder->stage_loc = in->stage_loc;
+  if (stage >= 0) {
+    holder->stage = stage;
+    holder->stage_loc = sloc;
+  }
   holder->shard = sh;
   holder->no_decay = nd;
   int before = L->d->nerrors;
@@ -592,9 +604,21 @@ static bool bind_formals(Lower *L, Inst *in, Node *block, const NodeList *args, 
 
 static Inst *instantiate(Lower *L, Node *block, const char *path, const NodeList *args,
                          const ConstScope *caller, Node *site, Inst *parent) {
+  for (Inst *a = parent; a; a = a->parent)
+    if (a->block == block && !a->reps) {
+      Diag *g = lerr(L, site->nloc, "block '%s' contains itself, so it would never end", block->name);
+      diag_note(L->d, g, block->nloc, "'%s' is defined here", block->name);
+      return NULL;
+    }
   if (L->depth >= DST_MAX_INST_DEPTH) {
-    lerr(L, site->nloc, "layers nested more than %d deep (does block '%s' contain itself?)",
-         DST_MAX_INST_DEPTH, block->name);
+    lerr(L, site->nloc, "layers nested more than %d deep", DST_MAX_INST_DEPTH);
+    return NULL;
+  }
+  if (L->over_budget) return NULL;
+  if (++L->ninstances > DST_MAX_INSTANCES) {
+    L->over_budget = true;
+    lerr(L, site->nloc, "the model instantiates more than %d layers; is a repeat count too large?",
+         DST_MAX_INSTANCES);
     return NULL;
   }
   Inst *in = arena_alloc(L->a, sizeof *in);
@@ -603,6 +627,7 @@ static Inst *instantiate(Lower *L, Node *block, const char *path, const NodeList
   in->site = site;
   in->parent = parent;
   in->stage = parent ? parent->stage : -1;
+  if (parent) in->stage_loc = parent->stage_loc;
   in->shard = parent ? parent->shard : (Shard){0};
   in->no_decay = parent ? parent->no_decay : false;
   Inst *saved = L->cur;
@@ -614,10 +639,15 @@ static Inst *instantiate(Lower *L, Node *block, const char *path, const NodeList
   /* Annotations on the layer declaration, then on the block itself. */
   bool cp = parent && parent->reps ? parent->checkpoint : false;
   int stage = -1;
-  if (!(parent && parent->reps)) apply_annots(L, parent ? parent : in, &site->annots, true, &in->shard, &cp, &stage, &in->no_decay);
-  apply_annots(L, in, &block->annots, true, &in->shard, &cp, &stage, &in->no_decay);
+  Loc sloc = in->stage_loc;
+  if (!(parent && parent->reps))
+    apply_annots(L, parent ? parent : in, &site->annots, true, &in->shard, &cp, &stage, &in->no_decay, &sloc);
+  apply_annots(L, in, &block->annots, true, &in->shard, &cp, &stage, &in->no_decay, &sloc);
   in->checkpoint = cp;
-  if (stage >= 0) in->stage = stage;
+  if (stage >= 0) {
+    in->stage = stage;
+    in->stage_loc = sloc;
+  }
   L->depth++;
   lower_members(L, in, &block->list2);
   L->depth--;
@@ -824,7 +854,11 @@ static Value eval_builtin(Lower *L, Node *e, const Value *argv, const Builtin *b
     if (s[2] && !const_int(L, v[2], s[2], "dim", &dim)) return verr;
     if (!norm_dim(L, dim, xt->ndim, s[2] ? s[2] : e, xt, &dim)) return verr;
     int64_t size = xt->shape[dim];
-    if (parts < 1 || parts > 4096 || size % parts) {
+    if (parts > 4096) {
+      lerr(L, s[1]->loc, "split makes at most 4096 parts, not %lld", (long long)parts);
+      return verr;
+    }
+    if (parts < 1 || size % parts) {
       char ts[160];
       shape_format(ts, sizeof ts, xt->shape, xt->ndim);
       lerr(L, s[1]->loc, "cannot split dimension %lld (size %lld) of %s into %lld equal parts", (long long)dim,
@@ -1205,11 +1239,14 @@ static void check_layout(Lower *L, Inst *model) {
    * One message per annotation, not per parameter or repeated layer. */
   Loc *reported = arena_alloc(L->a, sizeof(Loc) * (size_t)(g->nparams + 1));
   int nreported = 0;
+  int stage_reported = -1;
   for (int i = 0; i < g->nparams; i++) {
     IrNode *n = &g->nodes[g->params[i]];
-    if (n->stage >= pp) {
-      Diag *d = diag_error(L->d, n->loc, "%s is placed on stage %d but there are only %lld stages", n->name,
-                           n->stage, (long long)pp);
+    if (n->stage >= pp && n->stage != stage_reported) {
+      /* once per stage number, not once per parameter placed there */
+      stage_reported = n->stage;
+      Diag *d = diag_error(L->d, n->stage_loc.file ? n->stage_loc : n->loc, "layer '%s' is placed on stage %d but there are only %lld stages",
+                           n->path && *n->path ? n->path : n->name, n->stage, (long long)pp);
       note_key(L, d, "pp", pp);
     }
     if (n->shard == SHARD_NONE || n->shard == SHARD_REPLICATED || n->shard == SHARD_VOCAB) continue;

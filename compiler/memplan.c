@@ -30,6 +30,7 @@ static ValId view_root(const IrGraph *g, ValId v) {
 }
 
 static bool has_storage(const IrNode *n) {
+  if (n->dead) return false;
   switch (n->op) {
   case OP_BACKWARD: case OP_CONST: case OP_RESHAPE: return false;
   default: return true;

@@ -3,10 +3,10 @@
 #
 # Builds fuzz_front with clang in build-fuzz/ (DST_FUZZ=ON; only that target,
 # so the runtime and kernels need not build), then fuzzes from the committed
-# seed corpus and the regression inputs. New interesting inputs go to
-# build-fuzz/fuzz-corpus/ (the committed corpus is never written), crashing
-# inputs to build-fuzz/fuzz-artifacts/. Exits non-zero on a crash, leak,
-# timeout or out-of-memory.
+# seed corpus and the regression inputs, with a dictionary of dst tokens.
+# New interesting inputs go to build-fuzz/fuzz-corpus/ (the committed corpus
+# is never written), failing inputs to build-fuzz/fuzz-artifacts/. Exits
+# non-zero on a crash, leak, timeout or out-of-memory.
 #
 #   CC=clang-14 scripts/fuzz.sh 60        another clang
 #   FUZZ_ARGS="-jobs=4 -workers=4" ...    extra libFuzzer arguments
@@ -20,6 +20,8 @@ if [[ $# -lt 1 || ! $1 =~ ^[0-9]+$ ]]; then
 fi
 secs=$1
 shift
+inputs=()
+for f in "$@"; do inputs+=("$(realpath "$f")"); done
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${DST_FUZZ_BUILD:-$root/build-fuzz}
 cc=${CC:-clang}
@@ -45,10 +47,10 @@ cwd=$build/fuzz-cwd
 mkdir -p "$corpus" "$artifacts" "$cwd"
 cd "$cwd"
 
-common=(-rss_limit_mb=2048 -timeout=10 -artifact_prefix="$artifacts/")
+common=(-rss_limit_mb=2048 -timeout=10 -artifact_prefix="$artifacts/" -dict="$root/tests/fuzz/dst.dict")
 # shellcheck disable=SC2086
-if [[ $# -gt 0 ]]; then
-  exec "$fuzzer" "${common[@]}" ${FUZZ_ARGS:-} "$@"
+if [[ ${#inputs[@]} -gt 0 ]]; then
+  exec "$fuzzer" "${common[@]}" ${FUZZ_ARGS:-} "${inputs[@]}"
 fi
 if [[ $secs == 0 ]]; then
   echo "fuzz.sh: SECONDS must be positive (libFuzzer takes 0 as forever)" >&2
