@@ -179,6 +179,20 @@ static void emit_elementwise(Emit *e, ValId id) {
   loop_close(e);
 }
 
+/* dst[j] += sum over o < outer of expr(o, j), for j < in: columns are
+ * split in blocks of 64 among threads, rows are walked in order inside a
+ * block (contiguous, vectorizable), and each column sums in double in a
+ * fixed order, whatever the thread count. */
+static void emit_column_sum(Emit *e, int64_t outer, int64_t in, const char *expr, const char *dst) {
+  fprintf(e->f, "  {\n    const int64_t outer = %" PRId64 ", in = %" PRId64 ";\n", outer, in);
+  fprintf(e->f, "    #pragma omp parallel for if (outer * in >= 32768)\n");
+  fprintf(e->f, "    for (int64_t jb = 0; jb < in; jb += 64) {\n");
+  fprintf(e->f, "      const int64_t je = jb + 64 < in ? jb + 64 : in;\n      double acc[64] = {0};\n");
+  fprintf(e->f, "      for (int64_t o = 0; o < outer; o++)\n        for (int64_t j = jb; j < je; j++) acc[j - jb] += %s;\n",
+          expr);
+  fprintf(e->f, "      for (int64_t j = jb; j < je; j++) %s[j] += (float)acc[j - jb];\n    }\n  }\n", dst);
+}
+
 /* grad_x += expr, where x may broadcast: when x is smaller than the output,
  * the output positions that map to one element of x are summed in a fixed
  * order by the thread that owns that element. */
@@ -199,11 +213,7 @@ static void emit_accumulate(Emit *e, ValId gx, ValId x, const IrNode *out, const
     unsupported(e, out, "the gradient of this broadcasting pattern");
     return;
   }
-  fprintf(e->f, "  {\n    const int64_t outer = %" PRId64 ", in = %" PRId64 ";\n", numel(out) / inner, inner);
-  fprintf(e->f, "    #pragma omp parallel for if (outer * in >= 32768)\n");
-  fprintf(e->f, "    for (int64_t j = 0; j < in; j++) {\n      double s = 0;\n");
-  fprintf(e->f, "      for (int64_t o = 0; o < outer; o++) s += %s;\n", expr);
-  fprintf(e->f, "      %s[j] += (float)s;\n    }\n  }\n", P(e, gx));
+  emit_column_sum(e, numel(out) / inner, inner, expr, P(e, gx));
 }
 
 /* The value of operand v at output position (o, j), for backward formulas. */
@@ -351,11 +361,9 @@ static void emit_matmul_backward(Emit *e, const IrNode *bw) {
       emit_gemm(e, &s, P(e, gb), g, A, s.N, s.M, s.K, true, s.ta, true, s.sb, s.sc, s.sa, batched);
   }
   if (n->nin == 3 && bw->out[2]) { /* dbias (N) += column sums of dC */
-    int64_t rows = numel(n) / s.N;
-    fprintf(e->f, "  #pragma omp parallel for if (%" PRId64 " >= 32768)\n", numel(n));
-    fprintf(e->f, "  for (int64_t j = 0; j < %" PRId64 "; j++) {\n    double acc = 0;\n", s.N);
-    fprintf(e->f, "    for (int64_t row = 0; row < %" PRId64 "; row++) acc += %s[row * %" PRId64 " + j];\n", rows, g, s.N);
-    fprintf(e->f, "    %s[j] += (float)acc;\n  }\n", P(e, bw->out[2]));
+    char expr[128];
+    snprintf(expr, sizeof expr, "%s[o * in + j]", g);
+    emit_column_sum(e, numel(n) / s.N, s.N, expr, P(e, bw->out[2]));
   }
 }
 
