@@ -48,12 +48,20 @@ static void parse_args_line(Arena *a, const uint8_t *data, size_t size, CompileO
     const char *w = p;
     while (p < end && *p != ' ' && *p != '\t') p++;
     size_t n = (size_t)(p - w);
-    if (n < 3 || w[0] != '-' || (w[1] != 'D' && w[1] != 'f')) continue;
+    if (n < 2 || w[0] != '-' || (w[1] != 'D' && w[1] != 'f')) continue;
     bool define = w[1] == 'D';
+    const char *body = w + 2;
+    size_t blen = n - 2;
+    if (define && blen == 0) { /* "-D NAME=VALUE": the setting is the next word */
+      while (p < end && (*p == ' ' || *p == '\t')) p++;
+      body = p;
+      while (p < end && *p != ' ' && *p != '\t') p++;
+      blen = (size_t)(p - body);
+    }
     CliSetting *list = define ? defs : flags;
     int *count = define ? &o->ndefines : &o->nflags;
     CliSetting s;
-    if (*count >= MAX_SETTINGS || !split_setting(a, w + 2, n - 2, &s)) continue;
+    if (*count >= MAX_SETTINGS || !split_setting(a, body, blen, &s)) continue;
     if (!define && sema_parallel_index(s.key) < 0) continue;
     bool dup = false; /* main.c refuses a repeated -D or -f */
     for (int i = 0; i < *count; i++) dup |= !strcmp(list[i].key, s.key);

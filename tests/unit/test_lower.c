@@ -8,6 +8,7 @@
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "dstc.h"
 
@@ -566,8 +567,7 @@ START_TEST(test_other_lowering_errors) {
                  "  layer r = R(8);\n"
                  "  forward { minimize cross_entropy(r(x), y); }\n"
                  "}\n");
-  ck_assert_int_ge(x->diag.nerrors, 1);
-  ck_assert_ptr_nonnull(find_error(x, "does block 'R' contain itself?"));
+  expect_only_error(x, "block 'R' contains itself", 3);
   fx_free(x);
 }
 END_TEST
@@ -700,15 +700,116 @@ START_TEST(test_dp_divisibility) {
 }
 END_TEST
 
-/* BUG (open): a train batch that disagrees with the inputs is reported once
- * per input ('tokens' and 'targets'), although all inputs share the batch;
- * the divisibility check just above stops after one message. */
-START_TEST(test_bug_train_batch_reported_once) {
+/* A train batch that disagrees with the inputs is one error, not one per
+ * input: all inputs share the batch. */
+START_TEST(test_train_batch_reported_once) {
   char *src = with_parallel(gpt_tp_src, "train {\n  batch = 16;\n}\n");
   LowerFx *x = lower_text(src);
   expect_only_error(x, "input 'tokens' has batch 8 but the train block says batch = 16", 4);
   fx_free(x);
   free(src);
+}
+END_TEST
+
+/* ------------------------------------------------------------ regressions */
+
+/* @stage(n) beyond pp is one error at the @stage annotation in the user's
+ * file (it was once per parameter, at each param inside the stdlib). */
+START_TEST(test_stage_reported_at_annotation) {
+  char *src = malloc(strlen(gpt_tp_src) + 64);
+  strcpy(src, gpt_tp_src);
+  char *at = strstr(src, "GPT2Block(dim, heads, batch, seq);");
+  ck_assert_ptr_nonnull(at);
+  strcpy(at + strlen("GPT2Block(dim, heads, batch, seq)"), " @stage(3);\n  forward {\n"
+         "    x = blocks(wte(tokens));\n    minimize cross_entropy(x @ transpose(wte.w), targets);\n  }\n}\n");
+  const char *flags[] = {"pp=2", "micro_batches=2", NULL};
+  LowerFx *x = lower_src("t.dst", src, NULL, flags);
+  Diag *g = find_error(x, "stage 3 but there are only 2 stages");
+  ck_assert_ptr_nonnull(g);
+  expect_only_error(x, "stage", 7);
+  fx_free(x);
+  free(src);
+}
+END_TEST
+
+/* split into more than 4096 parts names the limit (it once said the
+ * dimension did not divide, although it did). */
+START_TEST(test_split_limit_message) {
+  LowerFx *x = lower_text("config { batch = 4; }\n"
+                          "model M {\n"
+                          "  input x: f32[batch, 8192];\n"
+                          "  input t: i32[batch];\n"
+                          "  forward {\n"
+                          "    parts = split(x, 8192);\n"
+                          "    minimize cross_entropy(x, t);\n"
+                          "  }\n"
+                          "}\n");
+  Diag *g = expect_only_error(x, "split", 6);
+  ck_assert_msg(strstr(g->msg, "4096"), "message does not name the limit: %s", g->msg);
+  fx_free(x);
+}
+END_TEST
+
+/* Caps the address space of this (forked) test at 1 GiB, so that a
+ * regression of the blow-ups below fails the test instead of the machine.
+ * Not under AddressSanitizer (its shadow memory needs an unlimited address
+ * space) nor without fork mode (the cap would outlive the test). */
+static void cap_memory(void) {
+#if defined(__SANITIZE_ADDRESS__)
+  return;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  return;
+#endif
+#endif
+  const char *fork = getenv("CK_FORK");
+  if (fork && !strcmp(fork, "no")) return;
+  struct rlimit r = {(rlim_t)1 << 30, (rlim_t)1 << 30};
+  setrlimit(RLIMIT_AS, &r);
+}
+
+/* A block that instantiates itself twice is one error; it used to recurse to
+ * DST_MAX_INST_DEPTH along every path, 2^64 instantiations (a hang that
+ * grew by hundreds of MB a second). */
+START_TEST(test_self_recursive_block_terminates) {
+  cap_memory();
+  LowerFx *x = lower_text("config { batch = 2; }\n"
+                          "block R(n: int) {\n"
+                          "  layer a = R(n);\n"
+                          "  layer b = R(n);\n"
+                          "  forward(x) { return a(x) + b(x); }\n"
+                          "}\n"
+                          "model M {\n"
+                          "  input x: f32[batch, 4];\n"
+                          "  input t: i32[batch];\n"
+                          "  layer r = R(4);\n"
+                          "  forward { minimize cross_entropy(r(x), t); }\n"
+                          "}\n");
+  ck_assert_int_ge(x->diag.nerrors, 1);
+  ck_assert_int_le(x->diag.nerrors, 4);
+  ck_assert_ptr_nonnull(find_error(x, "'R'"));
+  fx_free(x);
+}
+END_TEST
+
+/* Nested repeats are bounded as a whole, not only each count: 100000 x
+ * 100000 layer instances is a prompt error at a repeat (it used to run for
+ * ~20 s, take 4+ GB and die with "internal error: out of memory"). */
+START_TEST(test_nested_repeat_is_bounded) {
+  cap_memory();
+  LowerFx *x = lower_text("config { batch = 2; }\n"
+                          "block Id(n: int) { forward(x) { return x; } }\n"
+                          "block Many(n: int) { layer l = repeat(100000) Id(n); forward(x) { return l(x); } }\n"
+                          "model M {\n"
+                          "  input x: f32[batch, 4];\n"
+                          "  input t: i32[batch];\n"
+                          "  layer m = repeat(100000) Many(4);\n"
+                          "  forward { minimize cross_entropy(m(x), t); }\n"
+                          "}\n");
+  ck_assert_int_ge(x->diag.nerrors, 1);
+  int line = line_of(x, x->diag.head->loc);
+  ck_assert_msg(line == 3 || line == 7, "error at line %d: %s", line, x->diag.head->msg);
+  fx_free(x);
 }
 END_TEST
 
@@ -738,7 +839,14 @@ Suite *lower_suite(void) {
   tcase_add_test(tc, test_tp_from_file);
   tcase_add_test(tc, test_pp_divisibility);
   tcase_add_test(tc, test_dp_divisibility);
-  tcase_add_test(tc, test_bug_train_batch_reported_once);
+  tcase_add_test(tc, test_train_batch_reported_once);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("regressions");
+  tcase_set_timeout(tc, 10);
+  tcase_add_test(tc, test_stage_reported_at_annotation);
+  tcase_add_test(tc, test_split_limit_message);
+  tcase_add_test(tc, test_self_recursive_block_terminates);
+  tcase_add_test(tc, test_nested_repeat_is_bounded);
   suite_add_tcase(s, tc);
   return s;
 }
