@@ -114,17 +114,48 @@ static uint32_t line_index(SrcFile *f, uint32_t off) {
   return lo;
 }
 
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 if invalid.
+ * Rejects overlong forms, surrogates and code points above U+10FFFF. */
+int utf8_seq_len(const unsigned char *p) {
+  unsigned c = p[0];
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) return (p[1] & 0xC0) == 0x80 ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if ((p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return 0;
+    if (c == 0xE0 && p[1] < 0xA0) return 0;
+    if (c == 0xED && p[1] >= 0xA0) return 0;
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if ((p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80) return 0;
+    if (c == 0xF0 && p[1] < 0x90) return 0;
+    if (c == 0xF4 && p[1] >= 0x90) return 0;
+    return 4;
+  }
+  return 0;
+}
+
+/* Display width of the bytes [b, e): one column per valid UTF-8 sequence
+ * and one per invalid byte, the way the snippet printer shows them. */
+static int columns(const char *b, const char *e) {
+  int c = 0;
+  const unsigned char *p = (const unsigned char *)b;
+  while (p < (const unsigned char *)e) {
+    int n = utf8_seq_len(p);
+    p += n ? n : 1;
+    c++;
+  }
+  return c;
+}
+
 void diag_linecol(DiagSink *d, uint32_t file, uint32_t off, int *line, int *col) {
   SrcFile *f = &d->files[file];
   build_lines(d, f);
   if (off > f->len) off = f->len;
   uint32_t li = line_index(f, off);
   *line = (int)li + 1;
-  /* Columns count UTF-8 code points, so carets line up under the text. */
-  int c = 1;
-  for (uint32_t i = f->lines[li]; i < off; i++)
-    if (((unsigned char)f->text[i] & 0xC0) != 0x80) c++;
-  *col = c;
+  /* Columns count UTF-8 characters, so carets line up under the text. */
+  *col = 1 + columns(f->text + f->lines[li], f->text + off);
 }
 
 /* Prints one source line with non-printable bytes shown as '?', so a binary
@@ -144,22 +175,26 @@ static void print_snippet(DiagSink *d, FILE *out, Loc loc, bool color) {
   if (stop - clip > 160) stop = clip + 160;
   fprintf(out, "%5u | ", li + 1);
   if (clip > start) fputs("...", out);
-  for (uint32_t i = clip; i < stop; i++) {
-    unsigned char ch = (unsigned char)f->text[i];
-    if (ch == '\t') fputc(' ', out);
-    else if (ch >= 0x20 && ch != 0x7f) fputc(ch, out);
+  for (uint32_t i = clip; i < stop;) {
+    const unsigned char *p = (const unsigned char *)f->text + i;
+    int n = utf8_seq_len(p);
+    /* Only printable characters reach the terminal: controls, C1 controls
+     * (U+0080-U+009F, which include CSI) and invalid bytes become '?'. */
+    if (n == 1) fputc(*p == '\t' ? ' ' : (*p >= 0x20 && *p != 0x7f) ? *p : '?', out);
+    else if (n == 2 && p[0] == 0xC2 && p[1] < 0xA0) fputc('?', out);
+    else if (n > 1) fwrite(p, 1, (size_t)n, out);
     else fputc('?', out);
+    i += n ? (uint32_t)n : 1;
   }
   if (stop < end) fputs("...", out);
   fputs("\n      | ", out);
   if (clip > start) fputs("   ", out);
-  for (uint32_t i = clip; i < off; i++)
-    if (((unsigned char)f->text[i] & 0xC0) != 0x80) fputc(' ', out);
+  for (int c = columns(f->text + clip, f->text + off); c > 0; c--) fputc(' ', out);
   if (color) fputs("\033[1;32m", out);
   fputc('^', out);
   uint32_t uend = loc.end < stop ? loc.end : stop;
-  for (uint32_t i = off + 1; i < uend; i++)
-    if (((unsigned char)f->text[i] & 0xC0) != 0x80) fputc('~', out);
+  if (uend > off + 1)
+    for (int c = columns(f->text + off, f->text + uend) - 1; c > 0; c--) fputc('~', out);
   if (color) fputs("\033[0m", out);
   fputc('\n', out);
 }

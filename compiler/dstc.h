@@ -125,6 +125,10 @@ static inline Loc loc_span(Loc a, Loc b) {
   return l;
 }
 
+/* Length (1-4) of the valid UTF-8 sequence at p, 0 if it is invalid
+ * (overlong forms, surrogates and code points above U+10FFFF included). */
+int utf8_seq_len(const unsigned char *p);
+
 /* Edit distance, for did-you-mean suggestions. */
 int edit_distance(const char *a, const char *b);
 /* The candidate closest to name, or NULL when none is close enough. */
@@ -450,6 +454,7 @@ struct Program {
   CompileOptions opts;
   Node **files; int nfiles, capfiles;   /* parsed files, main first */
   ConstDecl *consts; int nconsts, capconsts;
+  ConstDecl *eval_stack[64]; int eval_depth; /* config constants being evaluated */
   Node **blocks; int nblocks, capblocks; /* N_BLOCK declarations */
   Node *model, *train, *parallel;
   ParallelCfg par;
@@ -472,6 +477,7 @@ typedef struct ConstScope {
 } ConstScope;
 bool sema_eval_const(Program *p, const Node *e, const ConstScope *scope, ConstVal *out);
 const char *const_kind_name(ConstKind k);
+const char *const_kind_noun(ConstKind k); /* with its article: "an int" */
 void const_format(char *buf, size_t sz, ConstVal v);
 /* Parses the text of a -D or -f value as a literal or identifier. */
 bool const_parse_text(const char *text, ConstVal *out);

@@ -101,7 +101,7 @@ static void fmt_value_type(Lower *L, char *buf, size_t sz, Value v) {
     int o = snprintf(buf, sz, "%s", dtype_name(n->dtype));
     shape_format(buf + o, sz - (size_t)o, n->shape, n->ndim);
   } else if (v.k == V_CONST) {
-    snprintf(buf, sz, "a constant %s", const_kind_name(v.c.kind));
+    snprintf(buf, sz, "a constant (%s)", const_kind_name(v.c.kind));
   } else if (v.k == V_TUPLE) {
     snprintf(buf, sz, "a tuple of %d values", v.n);
   } else if (v.k == V_LAYER) {
@@ -550,7 +550,7 @@ static void lower_members(Lower *L, Inst *in, const NodeList *members) {
       ConstVal c;
       if (!eval_const_in(L, in, m->a, &c)) break;
       if (c.kind != CV_BOOL) {
-        lerr(L, m->a->loc, "an 'if' condition must be true or false, not a %s", const_kind_name(c.kind));
+        lerr(L, m->a->loc, "an 'if' condition must be true or false, not %s", const_kind_noun(c.kind));
         break;
       }
       lower_members(L, in, c.i ? &m->list : &m->list2);
@@ -586,8 +586,8 @@ static bool bind_formals(Lower *L, Inst *in, Node *block, const NodeList *args, 
                  (!strcmp(want, "string") && v.kind == CV_STR) ||
                  (!strcmp(want, "float") && (v.kind == CV_FLOAT || v.kind == CV_INT));
     if (!match) {
-      Diag *g = diag_error(L->d, slots[i] ? slots[i]->loc : f->loc, "'%s' of block %s must be %s %s, not a %s",
-                           f->name, block->name, !strcmp(want, "int") ? "an" : "a", want, const_kind_name(v.kind));
+      Diag *g = diag_error(L->d, slots[i] ? slots[i]->loc : f->loc, "'%s' of block %s must be %s %s, not %s",
+                           f->name, block->name, !strcmp(want, "int") ? "an" : "a", want, const_kind_noun(v.kind));
       diag_note(L->d, g, f->loc, "declared here");
       ok = false;
       continue;

@@ -19,6 +19,16 @@
 
 /* ------------------------------------------------------------ constants */
 
+const char *const_kind_noun(ConstKind k) {
+  switch (k) {
+  case CV_INT: return "an int";
+  case CV_FLOAT: return "a float";
+  case CV_BOOL: return "a bool";
+  case CV_STR: return "a string";
+  default: return "nothing";
+  }
+}
+
 const char *const_kind_name(ConstKind k) {
   switch (k) {
   case CV_INT: return "int";
@@ -158,8 +168,8 @@ bool sema_const_call(Program *p, const Node *e, const ConstVal *argv, ConstVal *
     args[i] = argv[i];
     double tmp;
     if (!as_float(args[i], &tmp)) {
-      diag_error(d, e->list.v[i]->loc, "'%s' needs a number, not a %s", f,
-                 const_kind_name(args[i].kind));
+      diag_error(d, e->list.v[i]->loc, "'%s' needs a number, not %s", f,
+                 const_kind_noun(args[i].kind));
       return false;
     }
   }
@@ -270,7 +280,7 @@ bool sema_eval_const(Program *p, const Node *e, const ConstScope *scope, ConstVa
     if (!sema_eval_const(p, e->a, scope, &a)) return false;
     if (e->op == '!') {
       if (a.kind != CV_BOOL) {
-        diag_error(d, e->loc, "'!' needs a bool, not a %s", const_kind_name(a.kind));
+        diag_error(d, e->loc, "'!' needs a bool, not %s", const_kind_noun(a.kind));
         return false;
       }
       out->kind = CV_BOOL;
@@ -291,7 +301,7 @@ bool sema_eval_const(Program *p, const Node *e, const ConstScope *scope, ConstVa
       out->f = -a.f;
       return true;
     }
-    diag_error(d, e->loc, "'-' needs a number, not a %s", const_kind_name(a.kind));
+    diag_error(d, e->loc, "'-' needs a number, not %s", const_kind_noun(a.kind));
     return false;
   }
   case N_BINARY: {
@@ -339,8 +349,8 @@ bool sema_eval_binary(Program *p, const Node *e, ConstVal a, ConstVal b, ConstVa
     else if (a.kind == CV_INT && b.kind == CV_INT) eq = a.i == b.i;
     else if (as_float(a, &x) && as_float(b, &y)) eq = x == y;
     else {
-      diag_error(d, e->loc, "cannot compare a %s with a %s", const_kind_name(a.kind),
-                 const_kind_name(b.kind));
+      diag_error(d, e->loc, "cannot compare %s with %s", const_kind_noun(a.kind),
+                 const_kind_noun(b.kind));
       return false;
     }
     out->kind = CV_BOOL;
@@ -441,14 +451,29 @@ static bool eval_config(Program *p, ConstDecl *c) {
   if (c->state == 2) return c->val.kind != CV_NONE;
   if (c->state == 1) {
     Diag *g = diag_error(p->diag, c->decl->nloc, "config constant '%s' depends on itself", c->name);
-    diag_note(p->diag, g, c->decl->a->loc, "in this expression");
+    /* name the chain: c -> ... -> c */
+    int from = p->eval_depth - 1;
+    while (from > 0 && p->eval_stack[from] != c) from--;
+    for (int i = from; i < p->eval_depth; i++) {
+      ConstDecl *x = p->eval_stack[i];
+      ConstDecl *next = i + 1 < p->eval_depth ? p->eval_stack[i + 1] : c;
+      diag_note(p->diag, g, x->decl->a->loc, "'%s' uses '%s'", x->name, next->name);
+    }
+    c->state = 2;
+    c->val.kind = CV_NONE;
+    return false;
+  }
+  if (p->eval_depth >= 64) {
+    diag_error(p->diag, c->decl->nloc, "config constants refer to each other more than 64 deep");
     c->state = 2;
     c->val.kind = CV_NONE;
     return false;
   }
   c->state = 1;
+  p->eval_stack[p->eval_depth++] = c;
   ConstVal v;
   bool ok = sema_eval_const(p, c->decl->a, NULL, &v);
+  p->eval_depth--;
   if (ok && c->override) {
     ConstVal o;
     const_parse_text(c->override, &o);
@@ -457,8 +482,8 @@ static bool eval_config(Program *p, ConstDecl *c) {
       o.f = (double)o.i;
     }
     if (o.kind != v.kind) {
-      Diag *g = diag_error(p->diag, (Loc){0}, "-D %s=%s: '%s' is a %s constant, not a %s", c->name,
-                           c->override, c->name, const_kind_name(v.kind), const_kind_name(o.kind));
+      Diag *g = diag_error(p->diag, (Loc){0}, "-D %s=%s: '%s' is %s constant, not %s", c->name,
+                           c->override, c->name, const_kind_noun(v.kind), const_kind_noun(o.kind));
       diag_note(p->diag, g, c->decl->nloc, "'%s' is declared here", c->name);
       ok = false;
     } else {
@@ -642,7 +667,10 @@ static void collect(Program *p) {
   Node **firsts[3] = {&p->model, &p->train, &p->parallel};
   NodeKind kinds[3] = {N_MODEL, N_TRAIN, N_PARALLEL};
   const char *names[3] = {"model", "train block", "parallel block"};
-  for (int f = 0; f < p->nfiles; f++) {
+  /* Imported files before the files that import them (files[] is in load
+   * order, main first), so a redefinition is reported where the user wrote
+   * it, with a note at the library's definition. */
+  for (int f = p->nfiles - 1; f >= 0; f--) {
     Node *file = p->files[f];
     for (int i = 0; i < file->list.n; i++) {
       Node *n = file->list.v[i];
@@ -1072,6 +1100,7 @@ static void check_parallel(Program *p) {
         diag_note(d, g, p->par_loc[k], "first set here");
         continue;
       }
+      p->par_loc[k] = kv->nloc; /* even when the value is rejected below */
       ConstVal v;
       if (!eval_key_expr(p, kv->a, &v)) continue;
       const char *msg = check_key_value(p->arena, &parallel_keys[k], &v);

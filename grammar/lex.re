@@ -30,32 +30,11 @@ static Loc mkloc(Lexer *lx, const char *b, const char *e) {
   return l;
 }
 
-/* Length of the valid UTF-8 sequence at p (1-4), or 0 if invalid.
- * Rejects overlong forms, surrogates and code points above U+10FFFF. */
-static int utf8_len(const unsigned char *p) {
-  unsigned c = p[0];
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) return (p[1] & 0xC0) == 0x80 ? 2 : 0;
-  if (c >= 0xE0 && c <= 0xEF) {
-    if ((p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return 0;
-    if (c == 0xE0 && p[1] < 0xA0) return 0;
-    if (c == 0xED && p[1] >= 0xA0) return 0;
-    return 3;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    if ((p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80) return 0;
-    if (c == 0xF0 && p[1] < 0x90) return 0;
-    if (c == 0xF4 && p[1] >= 0x90) return 0;
-    return 4;
-  }
-  return 0;
-}
-
 /* Validates UTF-8 in [b, e); reports the first bad byte once. */
 static void check_utf8(Lexer *lx, const char *b, const char *e, const char *what) {
   const unsigned char *p = (const unsigned char *)b;
   while (p < (const unsigned char *)e) {
-    int n = utf8_len(p);
+    int n = utf8_seq_len(p);
     if (n == 0) {
       diag_error(lx->diag, mkloc(lx, (const char *)p, (const char *)p + 1),
                  "invalid UTF-8 byte 0x%02X in %s", *p, what);
@@ -269,14 +248,14 @@ int lex_next(Lexer *lx, TokVal *val, Loc *loc) {
       [\x80-\xff] {
         /* Coalesce a run of stray bytes into one diagnostic. */
         const unsigned char *p = (const unsigned char *)tok;
-        int n = utf8_len(p);
+        int n = utf8_seq_len(p);
         const char *e = YYCURSOR;
         if (n > 0) {
           e = tok + n;
           diag_error(lx->diag, mkloc(lx, tok, e),
                      "non-ASCII character outside a string or comment");
         } else {
-          while (e < lx->start + lx->len && (unsigned char)*e >= 0x80 && utf8_len((const unsigned char *)e) == 0) e++;
+          while (e < lx->start + lx->len && (unsigned char)*e >= 0x80 && utf8_seq_len((const unsigned char *)e) == 0) e++;
           diag_error(lx->diag, mkloc(lx, tok, e), "invalid UTF-8 byte 0x%02X", *p);
         }
         lx->cur = e;
