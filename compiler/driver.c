@@ -33,6 +33,11 @@ static bool pass_simplify_run(Compilation *c) {
   return true;
 }
 
+static bool pass_fuse_run(Compilation *c) {
+  if (c->graph) pass_fuse(c->graph);
+  return true;
+}
+
 static bool pass_autodiff_run(Compilation *c) {
   if (c->graph) pass_autodiff(c->graph);
   return true;
@@ -51,6 +56,7 @@ static const Pass pipeline[] = {
     {"lower", pass_lower, true},
     {"simplify", pass_simplify_run, true},
     {"autodiff", pass_autodiff_run, true},
+    {"fuse", pass_fuse_run, true},
 };
 enum { NPASSES = sizeof pipeline / sizeof pipeline[0] };
 
@@ -60,7 +66,7 @@ bool driver_pass_exists(const char *name) {
   return false;
 }
 
-const char *driver_pass_list(void) { return "sema, lower, simplify, autodiff"; }
+const char *driver_pass_list(void) { return "sema, lower, simplify, autodiff, fuse"; }
 
 int compile_file(Compilation *c) {
   for (int i = 0; i < NPASSES; i++) {

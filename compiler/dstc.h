@@ -356,6 +356,7 @@ typedef struct {
   Loc stage_loc;      /* the @stage annotation */
   bool checkpoint;    /* @checkpoint on the enclosing layer */
   bool dead;          /* removed by simplify: computed and stored by no one */
+  bool fused;         /* computed inline by its only reader (fuse.c) */
 } IrNode;
 
 typedef struct {
@@ -397,6 +398,12 @@ void pass_simplify(IrGraph *g);
 void pass_autodiff(IrGraph *g);
 /* Whether forward op k's operand i receives a gradient. */
 bool autodiff_operand_differentiable(const IrNode *n, int i);
+
+/* ---------------------------------------------------------------- fuse.c */
+
+/* Marks elementwise values that their only reader computes inline. */
+void pass_fuse(IrGraph *g);
+bool fuse_is_loop_op(OpKind op);
 
 /* ---------------------------------------------------------------- memplan.c */
 

@@ -157,18 +157,56 @@ static void subst(char *out, size_t sz, const char *tmpl, const char *x) {
   out[o] = 0;
 }
 
+/* The stored values an elementwise expression reads (fused values are
+ * expanded into their operands). */
+static void leaves(Emit *e, ValId v, ValId *out, int *n, int max) {
+  const IrNode *x = N(e, v);
+  if (!x->fused) {
+    if (*n < max) out[(*n)++] = v;
+    return;
+  }
+  for (uint32_t k = 0; k < x->nin; k++) leaves(e, x->in[k], out, n, max);
+}
+
+/* The C expression of value v at output position (o, j) of `out`: a load,
+ * or for a fused value its own expression over its operands. */
+static void expr_of(Emit *e, ValId v, const IrNode *out, char *buf, size_t sz) {
+  const IrNode *x = N(e, v);
+  if (!x->fused) {
+    int64_t inner;
+    IdxKind k = index_kind(x, out, &inner);
+    operand(e, buf, sz, v, k);
+    return;
+  }
+  /* chains are at most MAX_CHAIN deep (fuse.c), so these always fit */
+  char a[1024], b[1024], t[2048];
+  expr_of(e, x->in[0], out, a, sizeof a);
+  if (x->nin == 2) {
+    expr_of(e, x->in[1], out, b, sizeof b);
+    const char *op = x->op == OP_ADD ? "+" : x->op == OP_SUB ? "-" : x->op == OP_MUL ? "*" : "/";
+    if (snprintf(buf, sz, "(%s %s %s)", a, op, b) >= (int)sz) die("fused expression too long");
+  } else {
+    subst(t, sizeof t, unary_expr((OpKind)x->op), a);
+    if (snprintf(buf, sz, "(%s)", t) >= (int)sz) die("fused expression too long");
+  }
+}
+
 static void emit_elementwise(Emit *e, ValId id) {
   const IrNode *n = N(e, id);
-  IdxKind kinds[2];
+  IdxKind kinds[64];
   int64_t inner;
-  if (!plan_loops(e, n, n->in, (int)n->nin, kinds, &inner)) {
+  /* the loop nest is chosen from the loads of the whole fused expression */
+  ValId loads[64];
+  int nloads = 0;
+  for (uint32_t k = 0; k < n->nin; k++) leaves(e, n->in[k], loads, &nloads, 64);
+  if (!plan_loops(e, n, loads, nloads, kinds, &inner)) {
     unsupported(e, n, "this broadcasting pattern (only trailing-dimension broadcasts)");
     return;
   }
-  char a[96], b[96], body[256];
-  operand(e, a, sizeof a, n->in[0], kinds[0]);
+  char a[2048], b[2048], body[4200];
+  expr_of(e, n->in[0], n, a, sizeof a);
   if (n->nin == 2) {
-    operand(e, b, sizeof b, n->in[1], kinds[1]);
+    expr_of(e, n->in[1], n, b, sizeof b);
     const char *op = n->op == OP_ADD ? "+" : n->op == OP_SUB ? "-" : n->op == OP_MUL ? "*" : "/";
     snprintf(body, sizeof body, "%s %s %s", a, op, b);
   } else {
@@ -256,8 +294,10 @@ static void emit_elementwise_backward(Emit *e, const IrNode *b) {
       else snprintf(expr, sizeof expr, "-%s * %s / (%s * %s)", G, A, B, B);
       break;
     default: {
-      at(e, A, sizeof A, x, f);
-      snprintf(Y, sizeof Y, "%s[o * in + j]", P(e, self));
+      /* only log reads its input; the others read their own output, and
+       * the input may be a fused value with no storage */
+      if (f->op == OP_LOG) at(e, A, sizeof A, x, f);
+      else snprintf(Y, sizeof Y, "%s[o * in + j]", P(e, self));
       switch (f->op) {
       case OP_SIGMOID: snprintf(expr, sizeof expr, "%s * %s * (1.0f - %s)", G, Y, Y); break;
       case OP_TANH: snprintf(expr, sizeof expr, "%s * (1.0f - %s * %s)", G, Y, Y); break;
@@ -422,7 +462,7 @@ static void emit_slice_copy(Emit *e, const IrNode *big, int64_t dim, int64_t sta
 static void emit_forward_node(Emit *e, ValId id) {
   const IrNode *n = N(e, id);
   FILE *f = e->f;
-  if (n->dead) return;
+  if (n->dead || n->fused) return;
   char sh[128];
   shape_format(sh, sizeof sh, n->shape, n->ndim);
   if (n->op == OP_PARAM || n->op == OP_INPUT || n->op == OP_CONST || n->op == OP_RESHAPE || n->op == OP_AUX)

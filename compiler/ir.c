@@ -121,6 +121,7 @@ void ir_dump(FILE *out, const IrGraph *g) {
     if (n->path && *n->path && n->op != OP_PARAM && n->op != OP_INPUT) fprintf(out, " in=%s", n->path);
     if (n->stage >= 0 && n->op == OP_PARAM) fprintf(out, " stage=%d", n->stage);
     if (n->checkpoint) fprintf(out, " checkpoint");
+    if (n->fused) fprintf(out, " fused");
     fputc('\n', out);
   }
   if (g->loss) fprintf(out, "loss = %%%u\n", g->loss);

@@ -22,7 +22,7 @@ static const char usage_text[] =
     "  -f<KEY>=<VALUE>      set a parallel key (overrides the file), e.g. -fdp=8 -fzero=2\n"
     "  -v, --verbose        print a summary of each checked model\n"
     "  --dump-ast           print the syntax tree of every loaded file\n"
-    "  --dump-ir=PASS       print the IR after PASS (lower, simplify, autodiff)\n"
+    "  --dump-ir=PASS       print the IR after PASS (lower, simplify, autodiff, fuse)\n"
     "  -Werror              treat warnings as errors\n"
     "  -o DIR               output directory of 'build'\n"
     "  --verbose-build      print the C compiler command\n"
@@ -269,7 +269,7 @@ int main(int argc, char **argv) {
     } else if (!strncmp(a, "--dump-ir=", 10)) {
       dump_ir = a + 10;
       if (!driver_pass_exists(dump_ir))
-        return usage_error("--dump-ir: unknown pass '%s' (passes: lower, simplify, autodiff)", dump_ir);
+        return usage_error("--dump-ir: unknown pass '%s' (passes: lower, simplify, autodiff, fuse)", dump_ir);
     } else if (!strcmp(a, "-Werror")) {
       werror = true;
     } else if (!strncmp(a, "--color=", 8)) {

@@ -30,11 +30,22 @@ static ValId view_root(const IrGraph *g, ValId v) {
 }
 
 static bool has_storage(const IrNode *n) {
-  if (n->dead) return false;
+  if (n->dead || n->fused) return false;
   switch (n->op) {
   case OP_BACKWARD: case OP_CONST: case OP_RESHAPE: return false;
   default: return true;
   }
+}
+
+/* Value v is read at position pos: a fused value is computed there, so its
+ * operands are what is read. */
+static void extend_reads(const IrGraph *g, ValId v, int64_t pos, int64_t *end) {
+  if (g->nodes[v].fused) {
+    for (uint32_t k = 0; k < g->nodes[v].nin; k++) extend_reads(g, g->nodes[v].in[k], pos, end);
+    return;
+  }
+  ValId r = view_root(g, v);
+  if (end[r] >= 0 && end[r] < pos) end[r] = pos;
 }
 
 typedef struct {
@@ -91,10 +102,8 @@ MemPlan *memplan_build(IrGraph *g, const TrainCfg *t) {
   }
   for (int i = 1; i < g->n; i++) {
     const IrNode *n = &g->nodes[i];
-    for (uint32_t k = 0; k < n->nin; k++) {
-      ValId r = view_root(g, n->in[k]);
-      if (end[r] >= 0 && end[r] < i) end[r] = i;
-    }
+    if (n->fused) continue; /* its reader reads its operands */
+    for (uint32_t k = 0; k < n->nin; k++) extend_reads(g, n->in[k], i, end);
     for (uint32_t k = 0; k < n->nout; k++)
       if (n->out[k] && end[n->out[k]] >= 0 && end[n->out[k]] < i) end[n->out[k]] = i;
   }
