@@ -39,3 +39,8 @@ $dstc build examples/gpt.dst -o build/demo
 ./build/demo/gpt --data build/demo/train.txt --val-data build/demo/val.txt \
   ${STEPS:+--steps "$STEPS"} --log-every 25 --eval-every 100 --sample 400 \
   --save build/demo/gpt.safetensors
+
+echo
+echo "== training the classifier of examples/mlp.dst (next byte after a 16-byte window)"
+$dstc run examples/mlp.dst -- --data build/demo/train.txt --val-data build/demo/val.txt \
+  --eval-every 200
