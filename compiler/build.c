@@ -21,6 +21,7 @@
 #define DST_KERNELS_LIB "libdst_kernels_cpu.a"
 #define DST_BLAS_LIB "-lopenblas"
 #define DST_EXTRA_CFLAGS ""
+#define DST_MPI_LIBS ""
 #endif
 
 int build_mkdirs(const char *dir) {
@@ -71,6 +72,7 @@ bool build_compile(const char *src, const char *exe, bool verbose) {
   argv[n++] = DST_RUNTIME_LIB;
   argv[n++] = DST_KERNELS_LIB;
   argv[n++] = DST_BLAS_LIB;
+  if (*DST_MPI_LIBS) argv[n++] = DST_MPI_LIBS; /* the runtime's collective layer */
   argv[n++] = "-lm";
   argv[n] = NULL;
   if (verbose) {

@@ -17,10 +17,10 @@
 
 #include "dst_comm_impl.h"
 
-static const DstCommBackend *g_be;  /* NULL until dst_comm_init */
+static const DstCommBackend *g_be; /* NULL until dst_comm_init */
 static DstComm *g_world;
-static DstComm *g_comms;            /* registry: every live communicator */
-static int g_next_id = 1;           /* world is 0 */
+static DstComm *g_comms;  /* registry: every live communicator */
+static int g_next_id = 1; /* world is 0 */
 static double g_timeout = 300.0;
 static const char *g_label;         /* label of the next operation */
 static long g_pending;              /* requests issued and not yet completed */
@@ -43,19 +43,18 @@ static void local_free_comm(DstComm *c) {}
 static void local_start(DstComm *c, const DstOpArgs *a, DstCommReq *r) {
   size_t bytes = a->count * dst_comm_dtype_size(a->dt);
   switch (a->kind) {
-  case DST_OP_ALLREDUCE:
-  case DST_OP_REDUCE_SCATTER:
-  case DST_OP_ALLGATHER:
-  case DST_OP_ALLTOALL:
-    if (a->send && bytes) memmove(a->recv, a->send, bytes);
-    break;
-  case DST_OP_BROADCAST:
-  case DST_OP_BARRIER:
-    break;
-  case DST_OP_SEND:
-  case DST_OP_RECV:
-  case DST_OP_NKIND:
-    dst_die("%s to self on the one-rank communicator '%s' is not supported", r->op, c->name);
+    case DST_OP_ALLREDUCE:
+    case DST_OP_REDUCE_SCATTER:
+    case DST_OP_ALLGATHER:
+    case DST_OP_ALLTOALL:
+      if (a->send && bytes) memmove(a->recv, a->send, bytes);
+      break;
+    case DST_OP_BROADCAST:
+    case DST_OP_BARRIER: break;
+    case DST_OP_SEND:
+    case DST_OP_RECV:
+    case DST_OP_NKIND:
+      dst_die("%s to self on the one-rank communicator '%s' is not supported", r->op, c->name);
   }
 }
 static bool local_test(DstCommReq *r) { return true; }
@@ -137,9 +136,10 @@ void dst_comm_init(int *argc, char ***argv) {
     be = &dst_comm_mpi_backend;
 #else
     if (launched > 1)
-      dst_fatal("this libdst was built without MPI (DST_MPI=OFF), but the program was "
-                "launched as %d ranks",
-                launched);
+      dst_fatal(
+          "this libdst was built without MPI (DST_MPI=OFF), but the program was "
+          "launched as %d ranks",
+          launched);
     be = &local_backend;
 #endif
   } else {
@@ -156,8 +156,7 @@ void dst_comm_init(int *argc, char ***argv) {
 
 void dst_comm_finalize(void) {
   DST_CHECK(g_be, "dst_comm_finalize without dst_comm_init");
-  DST_CHECK(g_pending == 0, "%ld communication request(s) still pending at finalize",
-            g_pending);
+  DST_CHECK(g_pending == 0, "%ld communication request(s) still pending at finalize", g_pending);
   while (g_comms) {
     DstComm *c = g_comms;
     g_comms = c->next;
@@ -232,13 +231,13 @@ void dst_comm_set_label(const char *label) { g_label = label; }
 
 size_t dst_comm_dtype_size(DstCommDtype dt) {
   switch (dt) {
-  case DST_COMM_F32: return 4;
-  case DST_COMM_F64: return 8;
-  case DST_COMM_I32: return 4;
-  case DST_COMM_U8: return 1;
-  case DST_COMM_BF16: return 2;
-  case DST_COMM_F16: return 2;
-  case DST_COMM_NDTYPE: break;
+    case DST_COMM_F32: return 4;
+    case DST_COMM_F64: return 8;
+    case DST_COMM_I32: return 4;
+    case DST_COMM_U8: return 1;
+    case DST_COMM_BF16: return 2;
+    case DST_COMM_F16: return 2;
+    case DST_COMM_NDTYPE: break;
   }
   return 0;
 }
@@ -257,9 +256,9 @@ static DstCommReq issue(DstComm *c, DstOpArgs a) {
   DST_CHECK(a.count <= (size_t)INT_MAX, "%s: count %zu exceeds INT_MAX elements", name, a.count);
   bool reduces = a.kind == DST_OP_ALLREDUCE || a.kind == DST_OP_REDUCE_SCATTER;
   if (reduces) {
-    DST_CHECK(a.dt == DST_COMM_F32 || a.dt == DST_COMM_F64 || a.dt == DST_COMM_I32 ||
-                  a.dt == DST_COMM_U8,
-              "%s: dtype %d cannot be reduced", name, (int)a.dt);
+    DST_CHECK(
+        a.dt == DST_COMM_F32 || a.dt == DST_COMM_F64 || a.dt == DST_COMM_I32 || a.dt == DST_COMM_U8,
+        "%s: dtype %d cannot be reduced", name, (int)a.dt);
     DST_CHECK(a.op == DST_COMM_SUM || a.op == DST_COMM_MAX || a.op == DST_COMM_MIN,
               "%s: bad reduction op %d", name, (int)a.op);
   }
@@ -290,13 +289,13 @@ static DstCommReq issue(DstComm *c, DstOpArgs a) {
 
 DstCommReq dst_comm_iallreduce(DstComm *c, const void *send, void *recv, size_t count,
                                DstCommDtype dt, DstCommOp op) {
-  return issue(c, (DstOpArgs){DST_OP_ALLREDUCE, send == recv ? NULL : send, recv, count, dt, op,
-                              -1, 0});
+  return issue(
+      c, (DstOpArgs){DST_OP_ALLREDUCE, send == recv ? NULL : send, recv, count, dt, op, -1, 0});
 }
 DstCommReq dst_comm_ireduce_scatter(DstComm *c, const void *send, void *recv, size_t count,
                                     DstCommDtype dt, DstCommOp op) {
-  return issue(c, (DstOpArgs){DST_OP_REDUCE_SCATTER, send == recv ? NULL : send, recv, count,
-                              dt, op, -1, 0});
+  return issue(c, (DstOpArgs){DST_OP_REDUCE_SCATTER, send == recv ? NULL : send, recv, count, dt,
+                              op, -1, 0});
 }
 DstCommReq dst_comm_iallgather(DstComm *c, const void *send, void *recv, size_t count,
                                DstCommDtype dt) {
@@ -323,8 +322,7 @@ DstCommReq dst_comm_isend(DstComm *c, const void *buf, size_t count, DstCommDtyp
                           int tag) {
   return issue(c, (DstOpArgs){DST_OP_SEND, buf, NULL, count, dt, DST_COMM_NOP, peer, tag});
 }
-DstCommReq dst_comm_irecv(DstComm *c, void *buf, size_t count, DstCommDtype dt, int peer,
-                          int tag) {
+DstCommReq dst_comm_irecv(DstComm *c, void *buf, size_t count, DstCommDtype dt, int peer, int tag) {
   return issue(c, (DstOpArgs){DST_OP_RECV, NULL, buf, count, dt, DST_COMM_NOP, peer, tag});
 }
 
@@ -354,8 +352,7 @@ void dst_comm_barrier(DstComm *c) {
   DstCommReq r = dst_comm_ibarrier(c);
   dst_comm_wait(&r);
 }
-void dst_comm_send(DstComm *c, const void *buf, size_t count, DstCommDtype dt, int peer,
-                   int tag) {
+void dst_comm_send(DstComm *c, const void *buf, size_t count, DstCommDtype dt, int peer, int tag) {
   DstCommReq r = dst_comm_isend(c, buf, count, dt, peer, tag);
   dst_comm_wait(&r);
 }
@@ -403,9 +400,10 @@ static void describe_state(char *buf, size_t cap, size_t *n, const DstCommState 
     append(buf, cap, n, "not waiting in dst_comm");
     return;
   }
-  append(buf, cap, n, "waiting in %s #%lld on group '%.*s'", st->wait_op,
-         (long long)st->wait_seq, (int)sizeof st->wait_group, st->wait_group);
-  if (st->wait_label[0]) append(buf, cap, n, " ['%.*s']", (int)sizeof st->wait_label, st->wait_label);
+  append(buf, cap, n, "waiting in %s #%lld on group '%.*s'", st->wait_op, (long long)st->wait_seq,
+         (int)sizeof st->wait_group, st->wait_group);
+  if (st->wait_label[0])
+    append(buf, cap, n, " ['%.*s']", (int)sizeof st->wait_label, st->wait_label);
 }
 
 /* Prints why r did not complete and ends the job. */
@@ -420,8 +418,9 @@ static _Noreturn void watchdog_fire(const DstCommReq *r, double waited) {
   else
     append(msg, sizeof msg, &n, "comm watchdog: %s #%llu", r->op, (unsigned long long)r->seq);
   if (r->label) append(msg, sizeof msg, &n, " ['%s']", r->label);
-  append(msg, sizeof msg, &n, " on group '%s' (%d ranks, this is rank %d) did not complete in %.1f s",
-         c->name, c->size, c->rank, waited);
+  append(msg, sizeof msg, &n,
+         " on group '%s' (%d ranks, this is rank %d) did not complete in %.1f s", c->name, c->size,
+         c->rank, waited);
   /* Ask the members (or the peer) where they are. */
   int nq = p2p ? 1 : c->size - 1;
   if (g_be->query && nq > 0) {
@@ -451,8 +450,9 @@ static _Noreturn void watchdog_fire(const DstCommReq *r, double waited) {
         append(msg, sizeof msg, &n, "no reply (computing outside dst_comm, hung, or dead)");
         continue;
       }
-      if (!p2p) append(msg, sizeof msg, &n, "issued %lld collectives on '%s', ",
-                       (long long)st[i].issued, c->name);
+      if (!p2p)
+        append(msg, sizeof msg, &n, "issued %lld collectives on '%s', ", (long long)st[i].issued,
+               c->name);
       describe_state(msg, sizeof msg, &n, &st[i]);
     }
     if (late > shown) append(msg, sizeof msg, &n, ", and %d more", late - shown);
@@ -469,6 +469,7 @@ static void sleep_us(long us) {
 
 static bool test_one(DstCommReq *r) {
   if (!r->active) return true;
+  DST_CHECK(g_be, "a %s request is still pending after dst_comm_finalize", r->op);
   if (!g_be->test(r)) return false;
   r->active = 0;
   g_pending--;
@@ -477,7 +478,6 @@ static bool test_one(DstCommReq *r) {
 
 bool dst_comm_test(DstCommReq *r) {
   if (!r->active) return true;
-  DST_CHECK(g_be, "dst_comm_test after dst_comm_finalize");
   bool done = test_one(r);
   if (!done && g_be->serve) g_be->serve();
   return done;
@@ -491,7 +491,6 @@ void dst_comm_wait_all(DstCommReq *r, int n) {
   int i = 0;
   while (i < n && test_one(&r[i])) i++;
   if (i == n) return;
-  DST_CHECK(g_be, "dst_comm_wait after dst_comm_finalize");
   const DstCommReq *outer = g_waiting;
   double t0 = dst_now_sec();
   unsigned long it = 0;

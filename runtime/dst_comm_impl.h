@@ -33,27 +33,27 @@ typedef struct {
   size_t count;
   DstCommDtype dt;
   DstCommOp op;
-  int root;         /* broadcast root, send/recv peer; else -1 */
-  int tag;          /* send/recv */
+  int root; /* broadcast root, send/recv peer; else -1 */
+  int tag;  /* send/recv */
 } DstOpArgs;
 
 struct DstComm {
   const struct DstCommBackend *be;
   char name[DST_COMM_NAME_LEN];
   int rank, size;
-  int id;               /* same on every member, unique among a rank's comms */
-  uint64_t coll_seq;    /* collectives issued */
-  uint64_t p2p_seq;     /* sends/recvs issued by this rank */
-  int *world_ranks;     /* [size] */
-  struct DstComm *next; /* registry of live communicators */
+  int id;                             /* same on every member, unique among a rank's comms */
+  uint64_t coll_seq;                  /* collectives issued */
+  uint64_t p2p_seq;                   /* sends/recvs issued by this rank */
+  int *world_ranks;                   /* [size] */
+  struct DstComm *next;               /* registry of live communicators */
   _Alignas(8) unsigned char impl[16]; /* backend handle (MPI_Comm, ncclComm_t) */
 };
 
 /* What one rank reports about itself to a watchdog query. */
 typedef struct {
-  int64_t issued;        /* collectives issued on the asked comm (-1: unknown comm) */
+  int64_t issued; /* collectives issued on the asked comm (-1: unknown comm) */
   int64_t p2p_issued;
-  int32_t waiting;       /* 1 if inside a dst_comm wait */
+  int32_t waiting; /* 1 if inside a dst_comm wait */
   int32_t wait_comm_id;
   int64_t wait_seq;
   char wait_op[16];

@@ -63,23 +63,23 @@ static MpiReq *mreq(DstCommReq *r) { return (MpiReq *)(void *)r->impl; }
 
 static MPI_Datatype mtype(DstCommDtype dt) {
   switch (dt) {
-  case DST_COMM_F32: return MPI_FLOAT;
-  case DST_COMM_F64: return MPI_DOUBLE;
-  case DST_COMM_I32: return MPI_INT32_T;
-  case DST_COMM_U8: return MPI_UINT8_T;
-  case DST_COMM_BF16:
-  case DST_COMM_F16: return MPI_UINT16_T;
-  case DST_COMM_NDTYPE: break;
+    case DST_COMM_F32: return MPI_FLOAT;
+    case DST_COMM_F64: return MPI_DOUBLE;
+    case DST_COMM_I32: return MPI_INT32_T;
+    case DST_COMM_U8: return MPI_UINT8_T;
+    case DST_COMM_BF16:
+    case DST_COMM_F16: return MPI_UINT16_T;
+    case DST_COMM_NDTYPE: break;
   }
   dst_die("bad dtype %d", (int)dt);
 }
 
 static MPI_Op mop(DstCommOp op) {
   switch (op) {
-  case DST_COMM_SUM: return MPI_SUM;
-  case DST_COMM_MAX: return MPI_MAX;
-  case DST_COMM_MIN: return MPI_MIN;
-  case DST_COMM_NOP: break;
+    case DST_COMM_SUM: return MPI_SUM;
+    case DST_COMM_MAX: return MPI_MAX;
+    case DST_COMM_MIN: return MPI_MIN;
+    case DST_COMM_NOP: break;
   }
   dst_die("bad reduction op %d", (int)op);
 }
@@ -88,10 +88,23 @@ static void mpi_init_world(int *argc, char ***argv, DstComm *w) {
   int inited = 0;
   DST_MPI_CHECK(MPI_Initialized(&inited));
   if (!inited) {
-    int provided;
+    /* Open MPI's non-blocking all-reduce (libnbc) picks a binomial tree
+     * (reduce, then broadcast of the whole vector) for in-place calls and
+     * for fewer than 4 ranks: half the bandwidth of MPI_Allreduce from 4 KiB
+     * up on 2 ranks (tests/mpi/comm_bench). Algorithm 3 (reduce-scatter +
+     * all-gather, falling back to the ring when count < ranks) matches
+     * MPI_Allreduce. A value set by the user (env, mpirun --mca) wins;
+     * other MPI implementations ignore the variable. */
+    setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 0);
+    int provided = MPI_THREAD_SINGLE;
     /* Comm runs on the main thread only (OpenMP threads never call MPI). */
-    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    DST_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
     g_own_init = true;
+    if (provided < MPI_THREAD_FUNNELED)
+      dst_log_warn(
+          "MPI provides thread level %d < MPI_THREAD_FUNNELED; OpenMP kernels and MPI "
+          "may not mix",
+          provided);
   }
   DST_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
   DST_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, mcomm(w)));
@@ -143,32 +156,23 @@ static void mpi_start(DstComm *c, const DstOpArgs *a, DstCommReq *r) {
   q->dt = (int16_t)a->dt;
   q->count = n;
   switch (a->kind) {
-  case DST_OP_ALLREDUCE:
-    DST_MPI_CHECK(MPI_Iallreduce(send, a->recv, n, t, mop(a->op), comm, &q->q));
-    break;
-  case DST_OP_REDUCE_SCATTER:
-    DST_MPI_CHECK(MPI_Ireduce_scatter_block(send, a->recv, n, t, mop(a->op), comm, &q->q));
-    break;
-  case DST_OP_ALLGATHER:
-    DST_MPI_CHECK(MPI_Iallgather(send, n, t, a->recv, n, t, comm, &q->q));
-    break;
-  case DST_OP_BROADCAST:
-    DST_MPI_CHECK(MPI_Ibcast(a->recv, n, t, a->root, comm, &q->q));
-    break;
-  case DST_OP_ALLTOALL:
-    DST_MPI_CHECK(MPI_Ialltoall(a->send, n, t, a->recv, n, t, comm, &q->q));
-    break;
-  case DST_OP_BARRIER:
-    DST_MPI_CHECK(MPI_Ibarrier(comm, &q->q));
-    break;
-  case DST_OP_SEND:
-    DST_MPI_CHECK(MPI_Isend(a->send, n, t, a->root, a->tag, comm, &q->q));
-    break;
-  case DST_OP_RECV:
-    DST_MPI_CHECK(MPI_Irecv(a->recv, n, t, a->root, a->tag, comm, &q->q));
-    break;
-  case DST_OP_NKIND:
-    dst_die("bad op kind");
+    case DST_OP_ALLREDUCE:
+      DST_MPI_CHECK(MPI_Iallreduce(send, a->recv, n, t, mop(a->op), comm, &q->q));
+      break;
+    case DST_OP_REDUCE_SCATTER:
+      DST_MPI_CHECK(MPI_Ireduce_scatter_block(send, a->recv, n, t, mop(a->op), comm, &q->q));
+      break;
+    case DST_OP_ALLGATHER:
+      DST_MPI_CHECK(MPI_Iallgather(send, n, t, a->recv, n, t, comm, &q->q));
+      break;
+    case DST_OP_BROADCAST: DST_MPI_CHECK(MPI_Ibcast(a->recv, n, t, a->root, comm, &q->q)); break;
+    case DST_OP_ALLTOALL:
+      DST_MPI_CHECK(MPI_Ialltoall(a->send, n, t, a->recv, n, t, comm, &q->q));
+      break;
+    case DST_OP_BARRIER: DST_MPI_CHECK(MPI_Ibarrier(comm, &q->q)); break;
+    case DST_OP_SEND: DST_MPI_CHECK(MPI_Isend(a->send, n, t, a->root, a->tag, comm, &q->q)); break;
+    case DST_OP_RECV: DST_MPI_CHECK(MPI_Irecv(a->recv, n, t, a->root, a->tag, comm, &q->q)); break;
+    case DST_OP_NKIND: dst_die("bad op kind");
   }
 }
 
@@ -194,8 +198,8 @@ static void mpi_serve(void) {
     DST_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, TAG_QUERY, g_watch, &flag, &st));
     if (!flag) return;
     int comm_id = 0;
-    DST_MPI_CHECK(MPI_Recv(&comm_id, 1, MPI_INT, st.MPI_SOURCE, TAG_QUERY, g_watch,
-                           MPI_STATUS_IGNORE));
+    DST_MPI_CHECK(
+        MPI_Recv(&comm_id, 1, MPI_INT, st.MPI_SOURCE, TAG_QUERY, g_watch, MPI_STATUS_IGNORE));
     DstCommState s;
     dst_comm_self_state(comm_id, &s);
     /* Small enough to go eagerly: returns without the querier's help. */
@@ -233,6 +237,9 @@ static void mpi_query(const int *who, int n, int comm_id, double grace, DstCommS
 }
 
 static _Noreturn void mpi_abort(int status) {
+  /* A moment for the launcher to forward the line just written. */
+  struct timespec ts = {0, 50 * 1000 * 1000};
+  nanosleep(&ts, NULL);
   MPI_Abort(MPI_COMM_WORLD, status);
   _Exit(status);
 }
@@ -240,8 +247,9 @@ static _Noreturn void mpi_abort(int status) {
 static _Noreturn void mpi_exit_all(int status) {
   /* MPI_Finalize synchronizes every rank, so rank 0's message is written
    * before any rank exits (and mpirun tears the job down). */
-  if (g_watch != MPI_COMM_NULL) MPI_Comm_free(&g_watch);
-  MPI_Finalize();
+  if (g_watch != MPI_COMM_NULL) DST_MPI_CHECK(MPI_Comm_free(&g_watch));
+  /* Even when the program initialized MPI itself: we exit right here. */
+  DST_MPI_CHECK(MPI_Finalize());
   exit(status);
 }
 

@@ -15,8 +15,7 @@
 #include "dst_comm.h"
 
 /* Axes from fastest to slowest varying in the rank. */
-static const DstAxis layout[DST_AXIS_COUNT] = {DST_AXIS_TP, DST_AXIS_EP, DST_AXIS_DP,
-                                               DST_AXIS_PP};
+static const DstAxis layout[DST_AXIS_COUNT] = {DST_AXIS_TP, DST_AXIS_EP, DST_AXIS_DP, DST_AXIS_PP};
 
 const char *dst_axis_name(DstAxis a) {
   static const char *names[DST_AXIS_COUNT] = {"dp", "tp", "pp", "ep"};
@@ -98,10 +97,9 @@ DstMesh *dst_mesh_init(const int degree[DST_AXIS_COUNT]) {
   m->size = launched;
   dst_mesh_coords_from_rank(m->degree, m->rank, m->coord);
   for (int a = 0; a < DST_AXIS_COUNT; a++) {
-    m->axis[a] = dst_comm_split(world, color_for(m, 1u << a), m->coord[a],
-                                dst_axis_name((DstAxis)a));
-    DST_CHECK(dst_comm_size(m->axis[a]) == degree[a] &&
-                  dst_comm_rank(m->axis[a]) == m->coord[a],
+    m->axis[a] =
+        dst_comm_split(world, color_for(m, 1u << a), m->coord[a], dst_axis_name((DstAxis)a));
+    DST_CHECK(dst_comm_size(m->axis[a]) == degree[a] && dst_comm_rank(m->axis[a]) == m->coord[a],
               "axis %s: group rank %d of %d, coordinate %d of %d", dst_axis_name((DstAxis)a),
               dst_comm_rank(m->axis[a]), dst_comm_size(m->axis[a]), m->coord[a], degree[a]);
   }

@@ -13,8 +13,8 @@
  * algbw * (p-1) / p for the others (the nccl-tests convention: what each
  * rank's link carries in the ring algorithm).
  */
-#include <mpi.h>
 #include <ctype.h>
+#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,14 +35,14 @@ static double time_op(int which, float *x, size_t n, int iters) {
   double t0 = dst_now_sec();
   for (int i = 0; i < iters; i++) {
     switch (g_op * 2 + which) {
-    case 0: dst_comm_allreduce(w, x, x, n, DST_COMM_F32, DST_COMM_SUM); break;
-    case 1: MPI_Allreduce(MPI_IN_PLACE, x, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); break;
-    case 2: dst_comm_reduce_scatter(w, x, g_y, blk, DST_COMM_F32, DST_COMM_SUM); break;
-    case 3: MPI_Reduce_scatter_block(x, g_y, (int)blk, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); break;
-    case 4: dst_comm_allgather(w, x + (size_t)r * blk, x, blk, DST_COMM_F32); break;
-    case 5:
-      MPI_Allgather(MPI_IN_PLACE, 0, MPI_FLOAT, x, (int)blk, MPI_FLOAT, MPI_COMM_WORLD);
-      break;
+      case 0: dst_comm_allreduce(w, x, x, n, DST_COMM_F32, DST_COMM_SUM); break;
+      case 1: MPI_Allreduce(MPI_IN_PLACE, x, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); break;
+      case 2: dst_comm_reduce_scatter(w, x, g_y, blk, DST_COMM_F32, DST_COMM_SUM); break;
+      case 3: MPI_Reduce_scatter_block(x, g_y, (int)blk, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); break;
+      case 4: dst_comm_allgather(w, x + (size_t)r * blk, x, blk, DST_COMM_F32); break;
+      case 5:
+        MPI_Allgather(MPI_IN_PLACE, 0, MPI_FLOAT, x, (int)blk, MPI_FLOAT, MPI_COMM_WORLD);
+        break;
     }
   }
   double t = (dst_now_sec() - t0) / iters, tmax;
@@ -61,7 +61,8 @@ int main(int argc, char **argv) {
   int a = 1;
   g_op = ALLREDUCE;
   if (argc > a && !isdigit((unsigned char)argv[a][0])) {
-    for (g_op = 0; g_op < 3 && strcmp(argv[a], names[g_op]) != 0; g_op++) {}
+    for (g_op = 0; g_op < 3 && strcmp(argv[a], names[g_op]) != 0; g_op++) {
+    }
     if (g_op == 3) {
       fprintf(stderr, "unknown op %s\n", argv[a]);
       return 1;
@@ -73,8 +74,7 @@ int main(int argc, char **argv) {
   g_y = dst_calloc(max_bytes / 4 + (size_t)p, 4, DST_MEM_WORKSPACE, "bench");
   if (r == 0) {
     printf("%s f32%s, %d ranks\n", names[g_op], g_op == ALLGATHER ? "" : " sum", p);
-    printf("%12s %12s %14s %12s %14s\n", "bytes", "dst us", "dst busbw", "MPI us",
-           "MPI busbw");
+    printf("%12s %12s %14s %12s %14s\n", "bytes", "dst us", "dst busbw", "MPI us", "MPI busbw");
   }
   for (size_t bytes = 4; bytes <= max_bytes; bytes *= 4) {
     size_t n = (bytes / 4 + (size_t)p - 1) / (size_t)p * (size_t)p;

@@ -25,19 +25,20 @@
 static int g_rank, g_size;
 static long g_checks;
 
-#define EXPECT(cond, ...)                                                         \
-  do {                                                                            \
-    g_checks++;                                                                   \
-    if (!(cond)) {                                                                \
-      char m_[512];                                                               \
-      int k_ = snprintf(m_, sizeof m_, "test failed at %s:%d: %s: ", __FILE__,    \
-                        __LINE__, #cond);                                         \
-      snprintf(m_ + k_, sizeof m_ - (size_t)k_, __VA_ARGS__);                     \
-      dst_comm_abort(1, m_);                                                      \
-    }                                                                             \
+#define EXPECT(cond, ...)                                                                        \
+  do {                                                                                           \
+    g_checks++;                                                                                  \
+    if (!(cond)) {                                                                               \
+      char m_[512];                                                                              \
+      int k_ = snprintf(m_, sizeof m_, "test failed at %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+      snprintf(m_ + k_, sizeof m_ - (size_t)k_, __VA_ARGS__);                                    \
+      dst_comm_abort(1, m_);                                                                     \
+    }                                                                                            \
   } while (0)
 
-static float *fbuf(size_t n) { return dst_calloc(n ? n : 1, sizeof(float), DST_MEM_WORKSPACE, "t"); }
+static float *fbuf(size_t n) {
+  return dst_calloc(n ? n : 1, sizeof(float), DST_MEM_WORKSPACE, "t");
+}
 
 /* Sum over ranks r of (r + 1): the "rank-dependent" part of every sum. */
 static long tri(int size) { return (long)size * (size + 1) / 2; }
@@ -70,7 +71,8 @@ static void test_allreduce_types(DstComm *c) {
   int32_t iv[5];
   for (int i = 0; i < 5; i++) iv[i] = (r + 1) * (i - 2) * 100000;
   dst_comm_allreduce(c, iv, iv, 5, DST_COMM_I32, DST_COMM_SUM);
-  for (int i = 0; i < 5; i++) EXPECT(iv[i] == (int32_t)(tri(p) * (i - 2) * 100000), "i32 %d", iv[i]);
+  for (int i = 0; i < 5; i++)
+    EXPECT(iv[i] == (int32_t)(tri(p) * (i - 2) * 100000), "i32 %d", iv[i]);
   uint8_t u[3] = {(uint8_t)r, (uint8_t)(200 + r), (uint8_t)(r == 0)};
   dst_comm_allreduce(c, u, u, 3, DST_COMM_U8, DST_COMM_MAX);
   EXPECT(u[0] == p - 1 && u[1] == 200 + p - 1 && u[2] == 1, "u8 max %d %d %d", u[0], u[1], u[2]);
@@ -93,8 +95,8 @@ static void test_reduce_scatter(DstComm *c, size_t L, bool in_place) {
   for (size_t k = 0; k < blk; k++) {
     size_t j = (size_t)r * blk + k;
     float want = j < L ? (float)(tri(p) + (long)p * (long)(j % 5000)) : 0.0f;
-    EXPECT(y[k] == want, "reduce_scatter L=%zu%s y[%zu]=%g want %g", L, in_place ? " in place" : "", k,
-           y[k], want);
+    EXPECT(y[k] == want, "reduce_scatter L=%zu%s y[%zu]=%g want %g", L, in_place ? " in place" : "",
+           k, y[k], want);
   }
   dst_free(x);
   dst_free(y);
@@ -137,7 +139,8 @@ static void test_broadcast(DstComm *c, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = r == root ? (float)(root * 100 + (long)(i % 777)) : -1.0f;
     dst_comm_broadcast(c, x, n, DST_COMM_F32, root);
     for (size_t i = 0; i < n; i++)
-      EXPECT(x[i] == (float)(root * 100 + (long)(i % 777)), "bcast root %d x[%zu]=%g", root, i, x[i]);
+      EXPECT(x[i] == (float)(root * 100 + (long)(i % 777)), "bcast root %d x[%zu]=%g", root, i,
+             x[i]);
   }
   dst_free(x);
 }
@@ -146,7 +149,8 @@ static void test_alltoall(DstComm *c, size_t n) {
   int r = dst_comm_rank(c), p = dst_comm_size(c);
   float *s = fbuf(n * (size_t)p), *d = fbuf(n * (size_t)p);
   for (int j = 0; j < p; j++)
-    for (size_t k = 0; k < n; k++) s[(size_t)j * n + k] = (float)(r * 10000 + j * 100 + (long)(k % 100));
+    for (size_t k = 0; k < n; k++)
+      s[(size_t)j * n + k] = (float)(r * 10000 + j * 100 + (long)(k % 100));
   dst_comm_alltoall(c, s, d, n, DST_COMM_F32);
   for (int j = 0; j < p; j++)
     for (size_t k = 0; k < n; k++) {
@@ -276,7 +280,8 @@ static void run_nonblocking(DstComm *c) {
 /* ------------------------------------------------------------------ mesh */
 
 static void check_layout(void) {
-  int deg[DST_AXIS_COUNT] = {[DST_AXIS_DP] = 3, [DST_AXIS_TP] = 2, [DST_AXIS_PP] = 4, [DST_AXIS_EP] = 5};
+  int deg[DST_AXIS_COUNT] = {
+      [DST_AXIS_DP] = 3, [DST_AXIS_TP] = 2, [DST_AXIS_PP] = 4, [DST_AXIS_EP] = 5};
   int total = 3 * 2 * 4 * 5;
   for (int rank = 0; rank < total; rank++) {
     int c[DST_AXIS_COUNT];
@@ -323,11 +328,13 @@ static void run_mesh(void) {
   check_layout();
   int deg[DST_AXIS_COUNT] = {1, 1, 1, 1};
   if (g_size == 4) {
-    int a[DST_AXIS_COUNT] = {[DST_AXIS_DP] = 2, [DST_AXIS_TP] = 2, [DST_AXIS_PP] = 1, [DST_AXIS_EP] = 1};
+    int a[DST_AXIS_COUNT] = {
+        [DST_AXIS_DP] = 2, [DST_AXIS_TP] = 2, [DST_AXIS_PP] = 1, [DST_AXIS_EP] = 1};
     check_mesh(a);
     /* Megatron order: tp groups are consecutive ranks */
     EXPECT(g_rank == (g_rank % 2) + 2 * (g_rank / 2), "layout");
-    int b[DST_AXIS_COUNT] = {[DST_AXIS_DP] = 1, [DST_AXIS_TP] = 1, [DST_AXIS_PP] = 2, [DST_AXIS_EP] = 2};
+    int b[DST_AXIS_COUNT] = {
+        [DST_AXIS_DP] = 1, [DST_AXIS_TP] = 1, [DST_AXIS_PP] = 2, [DST_AXIS_EP] = 2};
     check_mesh(b);
   } else {
     deg[DST_AXIS_DP] = g_size;
@@ -382,7 +389,8 @@ int main(int argc, char **argv) {
     run_collectives(dst_comm_world());
     /* and on a split: even / odd world ranks, reversed order */
     DstComm *half = dst_comm_split(dst_comm_world(), g_rank % 2, -g_rank, "half");
-    EXPECT(dst_comm_size(half) == (g_size + 1 - g_rank % 2) / 2, "split size %d", dst_comm_size(half));
+    EXPECT(dst_comm_size(half) == (g_size + 1 - g_rank % 2) / 2, "split size %d",
+           dst_comm_size(half));
     run_collectives(half);
     dst_comm_free(half);
   } else if (strcmp(mode, "nonblocking") == 0) {
@@ -390,7 +398,8 @@ int main(int argc, char **argv) {
   } else if (strcmp(mode, "mesh") == 0) {
     run_mesh();
   } else if (strcmp(mode, "mismatch") == 0) {
-    int deg[DST_AXIS_COUNT] = {[DST_AXIS_DP] = 2, [DST_AXIS_TP] = 2, [DST_AXIS_PP] = 1, [DST_AXIS_EP] = 1};
+    int deg[DST_AXIS_COUNT] = {
+        [DST_AXIS_DP] = 2, [DST_AXIS_TP] = 2, [DST_AXIS_PP] = 1, [DST_AXIS_EP] = 1};
     dst_mesh_init(deg);
     fprintf(stderr, "rank %d: mesh_init returned on a mismatched world\n", g_rank);
     return 3;

@@ -18,6 +18,11 @@ TEST=$BIN/dst_mpi_test
 [ -x "$TEST" ] || { echo "error: $TEST not found (build target dst_mpi_test)" >&2; exit 2; }
 read -r -a MPIRUN <<< "${DST_MPIRUN:-mpirun --oversubscribe}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Sanitized builds: Open MPI's own allocations outlive MPI_Finalize; they
+# are suppressed by library, which needs full stacks (no fast unwinding) and
+# Open MPI's plugins kept loaded so their frames can be named.
+export LSAN_OPTIONS="suppressions=$(cd "$(dirname "$0")" && pwd)/lsan.supp:fast_unwind_on_malloc=0:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export OMPI_MCA_mca_base_component_disable_dlclose=1
 # Keep the comm tests off the OpenMP thread pool and away from any outer
 # launcher's environment (the one-process cases must not look launched).
 export OMP_NUM_THREADS=1
