@@ -11,6 +11,7 @@
  * Output is deterministic: a function of the graph and plan only (no dates,
  * no pointers), so compiling twice gives identical bytes. */
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dstc.h"
@@ -22,7 +23,13 @@ typedef struct {
   DiagSink *d;
   bool failed;
   int64_t ce_work; /* workspace offset of cross-entropy row buffers */
+  uint8_t *ow;      /* per BACKWARD node: bit k set when it is the first to
+                       write operand k's gradient and overwrites it (no
+                       zeroing needed) */
+  bool *nozero;     /* per GRAD node: its first writer overwrites it */
 } Emit;
+
+static bool ow(const Emit *e, ValId bid, uint32_t k) { return k < 8 && (e->ow[bid] >> k) & 1; }
 
 static const char *slab(MemCat c) {
   switch (c) {
@@ -221,20 +228,21 @@ static void emit_elementwise(Emit *e, ValId id) {
  * split in blocks of 64 among threads, rows are walked in order inside a
  * block (contiguous, vectorizable), and each column sums in double in a
  * fixed order, whatever the thread count. */
-static void emit_column_sum(Emit *e, int64_t outer, int64_t in, const char *expr, const char *dst) {
+static void emit_column_sum(Emit *e, int64_t outer, int64_t in, const char *expr, const char *dst, bool overwrite) {
   fprintf(e->f, "  {\n    const int64_t outer = %" PRId64 ", in = %" PRId64 ";\n", outer, in);
   fprintf(e->f, "    #pragma omp parallel for if (outer * in >= 32768)\n");
   fprintf(e->f, "    for (int64_t jb = 0; jb < in; jb += 64) {\n");
   fprintf(e->f, "      const int64_t je = jb + 64 < in ? jb + 64 : in;\n      double acc[64] = {0};\n");
   fprintf(e->f, "      for (int64_t o = 0; o < outer; o++)\n        for (int64_t j = jb; j < je; j++) acc[j - jb] += %s;\n",
           expr);
-  fprintf(e->f, "      for (int64_t j = jb; j < je; j++) %s[j] += (float)acc[j - jb];\n    }\n  }\n", dst);
+  fprintf(e->f, "      for (int64_t j = jb; j < je; j++) %s[j] %s (float)acc[j - jb];\n    }\n  }\n", dst,
+          overwrite ? "=" : "+=");
 }
 
 /* grad_x += expr, where x may broadcast: when x is smaller than the output,
  * the output positions that map to one element of x are summed in a fixed
  * order by the thread that owns that element. */
-static void emit_accumulate(Emit *e, ValId gx, ValId x, const IrNode *out, const char *expr) {
+static void emit_accumulate(Emit *e, ValId gx, ValId x, const IrNode *out, const char *expr, bool overwrite) {
   const IrNode *xn = N(e, x);
   int64_t inner = 0;
   IdxKind k = index_kind(xn, out, &inner);
@@ -242,8 +250,8 @@ static void emit_accumulate(Emit *e, ValId gx, ValId x, const IrNode *out, const
   if (k == IDX_FULL) {
     fprintf(e->f, "  {\n    const int64_t outer = 1, in = %" PRId64 ";\n    (void)outer;\n", numel(out));
     fprintf(e->f, "    #pragma omp parallel for if (in >= 32768)\n");
-    fprintf(e->f, "    for (int64_t j = 0; j < in; j++) { const int64_t o = 0; %s[j] += %s; }\n  }\n",
-            P(e, gx), expr);
+    fprintf(e->f, "    for (int64_t j = 0; j < in; j++) { const int64_t o = 0; %s[j] %s %s; }\n  }\n",
+            P(e, gx), overwrite ? "=" : "+=", expr);
     return;
   }
   if (k == IDX_SCALAR) inner = 1;
@@ -251,7 +259,7 @@ static void emit_accumulate(Emit *e, ValId gx, ValId x, const IrNode *out, const
     unsupported(e, out, "the gradient of this broadcasting pattern");
     return;
   }
-  emit_column_sum(e, numel(out) / inner, inner, expr, P(e, gx));
+  emit_column_sum(e, numel(out) / inner, inner, expr, P(e, gx), overwrite);
 }
 
 /* The value of operand v at output position (o, j), for backward formulas. */
@@ -268,7 +276,7 @@ static void at(Emit *e, char *buf, size_t sz, ValId v, const IrNode *out) {
   operand(e, buf, sz, v, k);
 }
 
-static void emit_elementwise_backward(Emit *e, const IrNode *b) {
+static void emit_elementwise_backward(Emit *e, ValId bid, const IrNode *b) {
   const IrNode *f = N(e, (ValId)b->iattr[0]);
   ValId g = b->in[0];
   char G[96], A[96], B[96], Y[96], expr[512];
@@ -308,7 +316,7 @@ static void emit_elementwise_backward(Emit *e, const IrNode *b) {
       }
     }
     }
-    emit_accumulate(e, gx, x, f, expr);
+    emit_accumulate(e, gx, x, f, expr, ow(e, bid, k));
   }
 }
 
@@ -377,7 +385,7 @@ static void emit_matmul(Emit *e, ValId id) {
             !s.flat);
 }
 
-static void emit_matmul_backward(Emit *e, const IrNode *bw) {
+static void emit_matmul_backward(Emit *e, ValId bid, const IrNode *bw) {
   ValId fid = (ValId)bw->iattr[0];
   const IrNode *n = N(e, fid);
   MatmulShape s;
@@ -389,21 +397,23 @@ static void emit_matmul_backward(Emit *e, const IrNode *bw) {
   /* A shared operand (stride 0) receives the sum over the batch: the
    * batched kernel reduces when its output stride is 0. */
   if (ga) {
+    bool acc = !ow(e, bid, 0);
     if (!s.ta) /* dA (M,K) += dC (M,N) . op(B)^T */
-      emit_gemm(e, &s, P(e, ga), g, B, s.M, s.N, s.K, false, !s.tb, true, s.sa, s.sc, s.sb, batched);
+      emit_gemm(e, &s, P(e, ga), g, B, s.M, s.N, s.K, false, !s.tb, acc, s.sa, s.sc, s.sb, batched);
     else /* A stored (K,M): dA += op(B) (K,N) . dC^T */
-      emit_gemm(e, &s, P(e, ga), B, g, s.K, s.N, s.M, s.tb, true, true, s.sa, s.sb, s.sc, batched);
+      emit_gemm(e, &s, P(e, ga), B, g, s.K, s.N, s.M, s.tb, true, acc, s.sa, s.sb, s.sc, batched);
   }
   if (gb) {
+    bool acc = !ow(e, bid, 1);
     if (!s.tb) /* dB (K,N) += op(A)^T (K,M) . dC (M,N) */
-      emit_gemm(e, &s, P(e, gb), A, g, s.K, s.M, s.N, !s.ta, false, true, s.sb, s.sa, s.sc, batched);
+      emit_gemm(e, &s, P(e, gb), A, g, s.K, s.M, s.N, !s.ta, false, acc, s.sb, s.sa, s.sc, batched);
     else /* B stored (N,K): dB += dC^T (N,M) . op(A) (M,K) */
-      emit_gemm(e, &s, P(e, gb), g, A, s.N, s.M, s.K, true, s.ta, true, s.sb, s.sc, s.sa, batched);
+      emit_gemm(e, &s, P(e, gb), g, A, s.N, s.M, s.K, true, s.ta, acc, s.sb, s.sc, s.sa, batched);
   }
   if (n->nin == 3 && bw->out[2]) { /* dbias (N) += column sums of dC */
     char expr[128];
     snprintf(expr, sizeof expr, "%s[o * in + j]", g);
-    emit_column_sum(e, numel(n) / s.N, s.N, expr, P(e, bw->out[2]));
+    emit_column_sum(e, numel(n) / s.N, s.N, expr, P(e, bw->out[2]), ow(e, bid, 2));
   }
 }
 
@@ -561,6 +571,7 @@ static void emit_forward_node(Emit *e, ValId id) {
   }
   case OP_GRAD: {
     if (e->m->cat[id] == MEM_GRADS) break; /* parameter gradients are zeroed per step */
+    if (e->nozero[id]) break;                /* its first writer overwrites it */
     if (n->iattr[1]) fprintf(f, "  %s[0] = 1.0f;\n", P(e, id));
     else fprintf(f, "  memset(%s, 0, %" PRId64 ");\n", P(e, id), memplan_bytes(n));
     break;
@@ -582,19 +593,22 @@ static void emit_backward_node(Emit *e, ValId bid) {
   switch (n->op) {
   case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_NEG: case OP_SIGMOID: case OP_EXP:
   case OP_LOG: case OP_TANH: case OP_SQRT:
-    emit_elementwise_backward(e, b);
+    emit_elementwise_backward(e, bid, b);
     break;
   case OP_GELU: case OP_RELU: case OP_SILU:
     if (b->out[0])
       fprintf(f, "  k_%s_backward(%s, %s, %s, %" PRId64 ");\n", op_info[n->op].name, OUT(0), P(e, n->in[0]), g,
               numel(n));
     break;
-  case OP_MATMUL: emit_matmul_backward(e, b); break;
+  case OP_MATMUL: emit_matmul_backward(e, bid, b); break;
   case OP_TRANSPOSE:
     if (b->out[0]) emit_transpose(e, fid, true, b->out[0], b->in[0]);
     break;
   case OP_RESHAPE:
-    if (b->out[0]) fprintf(f, "  k_axpy(%s, 1.0f, %s, %" PRId64 ");\n", OUT(0), g, numel(n));
+    if (b->out[0] && ow(e, bid, 0))
+      fprintf(f, "  memcpy(%s, %s, %" PRId64 ");\n", OUT(0), g, memplan_bytes(n));
+    else if (b->out[0])
+      fprintf(f, "  k_axpy(%s, 1.0f, %s, %" PRId64 ");\n", OUT(0), g, numel(n));
     break;
   case OP_SLICE:
     if (b->out[0])
@@ -720,8 +734,67 @@ static double step_flops(const IrGraph *g) {
   return fl;
 }
 
+/* Whether a backward rule can overwrite operand k's gradient instead of
+ * adding to it: it must write every element of it, in code we generate or
+ * through a GEMM whose beta we choose. */
+static bool can_overwrite(const IrNode *fwd, uint32_t k) {
+  switch (fwd->op) {
+  case OP_MATMUL: return k <= 2;
+  case OP_RESHAPE: case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_NEG: case OP_SIGMOID:
+  case OP_EXP: case OP_LOG: case OP_TANH: case OP_SQRT:
+    return true;
+  default: return false;
+  }
+}
+
+/* An activation gradient is zeroed before its first write only when that
+ * write adds: where the first writer can overwrite, the memset goes. */
+static void plan_overwrites(Emit *e) {
+  const IrGraph *g = e->g;
+  e->ow = calloc((size_t)g->n, 1);
+  e->nozero = calloc((size_t)g->n, sizeof(bool));
+  bool *seen = calloc((size_t)g->n, sizeof(bool));
+  if (!e->ow || !e->nozero || !seen) die("out of memory");
+  for (int i = g->nforward + 1; i < g->n; i++) {
+    const IrNode *b = &g->nodes[i];
+    if (b->op != OP_BACKWARD) continue;
+    const IrNode *fwd = &g->nodes[b->iattr[0]];
+    for (uint32_t k = 0; k < b->nout; k++) {
+      ValId v = b->out[k];
+      if (!v || seen[v]) continue;
+      seen[v] = true;
+      const IrNode *gv = &g->nodes[v];
+      if (e->m->cat[v] != MEM_ACTIVATIONS || gv->iattr[1] || !can_overwrite(fwd, k) || k >= 8) continue;
+      e->ow[i] |= (uint8_t)(1u << k);
+      e->nozero[v] = true;
+    }
+  }
+  free(seen);
+}
+
+/* Emits one node's code inside a block that, when the program profiles
+ * (--profile), adds its time to profile slot `slot`. Nodes with no code
+ * (views, fused values) get no block. */
+static void emit_timed(Emit *e, ValId id, int slot) {
+  FILE *real = e->f;
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *mem = open_memstream(&buf, &len);
+  if (!mem) die("out of memory");
+  e->f = mem;
+  if (e->g->nodes[id].op == OP_BACKWARD) emit_backward_node(e, id);
+  else emit_forward_node(e, id);
+  fclose(mem);
+  e->f = real;
+  if (len) {
+    fprintf(real, "  { PROF_BEGIN();\n%s  PROF_END(%d); }\n", buf, slot);
+  }
+  free(buf);
+}
+
 bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name) {
   Emit e = {.f = f, .g = g, .m = m, .d = p->diag};
+  plan_overwrites(&e);
   /* Workspace: the cross-entropy per-row losses and their gradients. */
   int64_t ce_rows = 0;
   for (int i = 1; i <= g->nforward; i++)
@@ -746,6 +819,8 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
         "      r->error_pos = bad_;                                \\\n"
         "    }                                                     \\\n"
         "  } while (0)\n"
+        "#define PROF_BEGIN() double prof_t0_ = r->prof ? dst_prof_now() : 0.0\n"
+        "#define PROF_END(slot) if (r->prof) r->prof[slot] += dst_prof_now() - prof_t0_\n"
         "#define CHECK_MEM(call)                                   \\\n"
         "  do {                                                    \\\n"
         "    if ((call) != K_OK && !r->error) r->error = \"out of memory in a kernel\"; \\\n"
@@ -779,13 +854,18 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
   }
   fputs("};\n\n", f);
 
+  /* Profile slots: one per op kind in forward, one per op kind in backward. */
+  fputs("static const char *const prof_names[] = {\n", f);
+  for (int k = 0; k < 2 * OP__COUNT; k++)
+    fprintf(f, "  \"%s%s\",\n", op_info[k % OP__COUNT].name, k >= OP__COUNT ? ".backward" : "");
+  fputs("};\n\n", f);
   fputs("static void forward(DstRun *r) {\n", f);
-  for (int i = 1; i <= g->nforward; i++) emit_forward_node(&e, (ValId)i);
+  for (int i = 1; i <= g->nforward; i++) emit_timed(&e, (ValId)i, g->nodes[i].op);
   fputs("}\n\nstatic void backward(DstRun *r) {\n", f);
   for (int i = g->nforward + 1; i < g->n; i++) {
     const IrNode *n = &g->nodes[i];
-    if (n->op == OP_BACKWARD) emit_backward_node(&e, (ValId)i);
-    else if (n->op == OP_GRAD) emit_forward_node(&e, (ValId)i);
+    if (n->op == OP_BACKWARD) emit_timed(&e, (ValId)i, OP__COUNT + g->nodes[n->iattr[0]].op);
+    else if (n->op == OP_GRAD) emit_timed(&e, (ValId)i, OP_GRAD);
   }
   fputs("}\n\n", f);
 
@@ -821,7 +901,10 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
   fprintf(f, "  .warmup = %" PRId64 ", .steps = %" PRId64 ", .seed = %" PRId64 ", .log_every = %" PRId64
              ", .eval_every = %" PRId64 ", .save_every = %" PRId64 ",\n",
           t->warmup, t->steps, t->seed, t->log_every, t->eval_every, t->save_every);
+  fprintf(f, "  .prof_names = prof_names, .nprof = %d,\n", 2 * OP__COUNT);
   fputs("  .forward = forward, .backward = backward,\n};\n\n", f);
   fputs("int main(int argc, char **argv) { return dst_train_main(&dst_model, argc, argv); }\n", f);
+  free(e.ow);
+  free(e.nozero);
   return !e.failed;
 }

@@ -44,6 +44,7 @@ typedef struct DstRun {
   bool training;      /* false in evaluation: dropout is the identity */
   const char *error;  /* set by generated code when a kernel rejects data */
   int64_t error_pos;
+  double *prof;       /* seconds per profile slot (--profile), or NULL */
 } DstRun;
 
 typedef struct {
@@ -64,9 +65,14 @@ typedef struct {
   float lr, beta1, beta2, eps, weight_decay, momentum, min_lr, clip;
   bool nesterov;
   int64_t warmup, steps, seed, log_every, eval_every, save_every;
+  const char *const *prof_names; /* the profile slots (op kinds, forward and backward) */
+  int nprof;
   void (*forward)(DstRun *r);
   void (*backward)(DstRun *r);
 } DstModel;
+
+/* Monotonic seconds, for the generated code's --profile timers. */
+double dst_prof_now(void);
 
 /* Parses the program's command line, trains, and returns the exit status. */
 int dst_train_main(const DstModel *m, int argc, char **argv);

@@ -25,7 +25,7 @@
 typedef struct {
   const char *data, *val_data, *init, *save, *loss_log, *dump;
   int64_t steps, seed, log_every, eval_every, sample, threads;
-  bool check_grads, quiet;
+  bool check_grads, quiet, profile;
 } Options;
 
 static void usage(const DstModel *m, FILE *f) {
@@ -46,7 +46,8 @@ static void usage(const DstModel *m, FILE *f) {
           "  --dump FILE            after the first forward/backward, write the inputs, the\n"
           "                         loss, the logits and every gradient (grad.NAME) as safetensors\n"
           "  --check-grads          compare gradients with finite differences and exit\n"
-          "  --quiet                no per-step lines\n",
+          "  --quiet                no per-step lines\n"
+          "  --profile              time every operation; print where a step's time goes\n",
           "PROGRAM", m->name, m->source, (long long)m->steps, (long long)m->seed, (long long)m->log_every,
           (long long)m->eval_every);
 }
@@ -91,6 +92,7 @@ static Options parse_args(const DstModel *m, int argc, char **argv) {
     else if (!strcmp(a, "--threads")) { VALUE(); o.threads = parse_count(a, v, 1); }
     else if (!strcmp(a, "--check-grads")) o.check_grads = true;
     else if (!strcmp(a, "--quiet")) o.quiet = true;
+    else if (!strcmp(a, "--profile")) o.profile = true;
     else {
       fprintf(stderr, "error: unknown option '%s' (see --help)\n", a);
       exit(2);
@@ -432,8 +434,39 @@ static void trainer_free(Trainer *t) {
   dst_free(t->mom1); /* mom2 lives in the same block */
   dst_free(t->tok);
   dst_free(t->tgt);
+  dst_free(t->r.prof);
   if (t->train) dst_data_close(t->train);
   if (t->val) dst_data_close(t->val);
+}
+
+double dst_prof_now(void) { return dst_now_sec(); }
+
+typedef struct {
+  int slot;
+  double sec;
+} ProfRow;
+
+static int by_time(const void *a, const void *b) {
+  const ProfRow *x = a, *y = b;
+  return (x->sec < y->sec) - (x->sec > y->sec);
+}
+
+/* Where the time of a step went, by operation, largest first. */
+static void print_profile(const DstModel *m, const double *prof, int64_t steps, double step_sec) {
+  ProfRow *rows = dst_calloc((size_t)m->nprof, sizeof *rows, DST_MEM_OTHER, "profile");
+  double total = 0;
+  for (int i = 0; i < m->nprof; i++) {
+    rows[i] = (ProfRow){i, prof[i]};
+    total += prof[i];
+  }
+  qsort(rows, (size_t)m->nprof, sizeof *rows, by_time);
+  printf("profile (%lld steps; ms per step):\n", (long long)steps);
+  for (int i = 0; i < m->nprof && rows[i].sec > 0; i++)
+    printf("  %-26s %9.3f ms  %5.1f%%\n", m->prof_names[rows[i].slot], 1e3 * rows[i].sec / (double)steps,
+           100 * rows[i].sec / total);
+  printf("  %-26s %9.3f ms  (the rest of a %.3f ms step: data, optimizer, logging)\n", "operations",
+         1e3 * total / (double)steps, 1e3 * step_sec);
+  dst_free(rows);
 }
 
 static char *slab(int64_t bytes, DstMemCat cat, const char *tag) {
@@ -476,6 +509,7 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   t.train = open_data(&t, o.data);
   if (o.val_data) t.val = open_data(&t, o.val_data);
 
+  if (o.profile) t.r.prof = dst_calloc((size_t)m->nprof, sizeof(double), DST_MEM_OTHER, "profile");
   init_params(&t, (uint64_t)o.seed);
   if (o.init) load_init(&t, o.init);
 
@@ -525,6 +559,7 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   }
   if (tty) printf("\r\033[K");
   if (losslog) fclose(losslog);
+  if (t.r.prof && o.steps > 0) print_profile(m, t.r.prof, o.steps, dst_timer_avg_ms(&timer) / 1e3);
   if (o.steps > 0) {
     double tps = dst_timer_avg_tok_per_sec(&timer);
     printf("done: loss %.4f -> %.4f | %.1f ms/step | %.0f tok/s | %.2f GFLOP/s\n", first_loss, last_loss,
