@@ -570,8 +570,7 @@ static void emit_forward_node(Emit *e, ValId id) {
     break;
   }
   case OP_GRAD: {
-    if (e->m->cat[id] == MEM_GRADS) break; /* parameter gradients are zeroed per step */
-    if (e->nozero[id]) break;                /* its first writer overwrites it */
+    if (e->nozero[id]) break; /* its first writer overwrites it */
     if (n->iattr[1]) fprintf(f, "  %s[0] = 1.0f;\n", P(e, id));
     else fprintf(f, "  memset(%s, 0, %" PRId64 ");\n", P(e, id), memplan_bytes(n));
     break;
@@ -747,8 +746,10 @@ static bool can_overwrite(const IrNode *fwd, uint32_t k) {
   }
 }
 
-/* An activation gradient is zeroed before its first write only when that
- * write adds: where the first writer can overwrite, the memset goes. */
+/* A gradient (of an activation or a parameter) is zeroed before its first
+ * write only when that write adds: where the first writer can overwrite,
+ * the memset goes. Every step writes every gradient this way, so the
+ * program never clears the whole gradient slab. */
 static void plan_overwrites(Emit *e) {
   const IrGraph *g = e->g;
   e->ow = calloc((size_t)g->n, 1);
@@ -764,7 +765,8 @@ static void plan_overwrites(Emit *e) {
       if (!v || seen[v]) continue;
       seen[v] = true;
       const IrNode *gv = &g->nodes[v];
-      if (e->m->cat[v] != MEM_ACTIVATIONS || gv->iattr[1] || !can_overwrite(fwd, k) || k >= 8) continue;
+      bool planned = e->m->cat[v] == MEM_ACTIVATIONS || e->m->cat[v] == MEM_GRADS;
+      if (!planned || gv->iattr[1] || !can_overwrite(fwd, k) || k >= 8) continue;
       e->ow[i] |= (uint8_t)(1u << k);
       e->nozero[v] = true;
     }

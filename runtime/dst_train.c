@@ -252,7 +252,8 @@ static double lr_at(const DstModel *m, int64_t step, int64_t steps) {
 
 /* Forward and backward on the current batch; returns the loss. */
 static float compute(Trainer *t, int64_t step) {
-  memset(t->r.grads, 0, (size_t)t->m->params_bytes);
+  /* no clearing of the gradients: the backward code zeroes or overwrites
+   * each one where it is first written */
   t->r.training = true;
   t->r.step = step;
   t->m->forward(&t->r);
@@ -304,7 +305,6 @@ static int check_grads(Trainer *t) {
   load_batch(t, t->train);
   /* Dropout is the identity here (training off) in both passes, so the
    * finite differences see the same function the gradients are of. */
-  memset(t->r.grads, 0, (size_t)m->params_bytes);
   t->r.training = false;
   t->r.step = 1;
   m->forward(&t->r);
