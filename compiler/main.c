@@ -102,6 +102,44 @@ static uint64_t hash_file(const char *path, uint64_t h) {
   return h;
 }
 
+/* Parallel settings the generated programs do not carry out yet are errors
+ * for build and run, never silently ignored. Returns true when all is
+ * supported. */
+static bool check_backend_support(Compilation *c) {
+  Program *p = c->prog;
+  ParallelCfg *pc = &p->par;
+  struct {
+    const char *key;
+    bool unsupported;
+  } rules[] = {
+      {"dp", pc->dp.i != 1}, {"tp", pc->tp.i != 1}, {"pp", pc->pp.i != 1}, {"ep", pc->ep.i != 1},
+      {"zero", pc->zero.i != 0}, {"grad_accum", pc->grad_accum.i != 1},
+      {"micro_batches", pc->micro_batches.i != 1}, {"precision", strcmp(pc->precision.s, "fp32") != 0},
+      {"loss_scale", strcmp(pc->loss_scale.s, "auto") && strcmp(pc->loss_scale.s, "none")},
+      {"offload_optimizer", strcmp(pc->offload_optimizer.s, "none") != 0},
+      {"offload_params", strcmp(pc->offload_params.s, "none") != 0},
+      {"checkpoint", strcmp(pc->checkpoint.s, "none") != 0},
+      {"sequence_parallel", pc->sequence_parallel.i != 0},
+  };
+  bool ok = true;
+  for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
+    if (!rules[i].unsupported) continue;
+    int k = sema_parallel_index(rules[i].key);
+    char v[64];
+    ConstVal cv = *((ConstVal *)&p->par + k);
+    if (cv.kind == CV_STR) snprintf(v, sizeof v, "%s", cv.s); /* enum values read bare */
+    else const_format(v, sizeof v, cv);
+    const char *flag = p->par_from_flag[k];
+    Diag *g = diag_error(&c->diag, flag ? (Loc){0} : p->par_loc[k],
+                         "%s = %s is checked and planned, but this version's generated programs cannot run it yet",
+                         rules[i].key, v);
+    if (flag) diag_note(&c->diag, g, (Loc){0}, "set by %s on the command line", flag);
+    diag_note(&c->diag, g, (Loc){0}, "'dstc check' and 'dstc plan' accept it; 'build' and 'run' need the default");
+    ok = false;
+  }
+  return ok;
+}
+
 /* plan, build, run: after the front end succeeded. */
 static int backend(Compilation *c, int cmd, const char *outdir, bool verbose_build, char **args, int nargs) {
   MemPlan *m = memplan_build(c->graph, &c->prog->train_cfg);
@@ -113,6 +151,10 @@ static int backend(Compilation *c, int cmd, const char *outdir, bool verbose_bui
     if (ok) print_plan(c, m);
     memplan_free(m);
     return ok ? EXIT_OK : EXIT_INPUT;
+  }
+  if (!check_backend_support(c)) {
+    memplan_free(m);
+    return EXIT_INPUT;
   }
   const char *name = program_name(c);
   char dir[4096];

@@ -1125,6 +1125,7 @@ static void check_parallel(Program *p) {
     }
     *par_slot(&p->par, k) = v;
     p->par_from_flag[k] = arena_printf(p->arena, "-f%s=%s", s->key, s->value);
+    p->par_loc[k] = (Loc){0}; /* the file's setting no longer applies */
     s->used = true;
   }
 

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The dstc command line: exit codes, messages and outputs users rely on.
+#   tests/cli.sh DSTC
+set -uo pipefail
+dstc=$1
+here=$(cd "$(dirname "$0")/.." && pwd)
+gpt=$here/examples/gpt.dst
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+expect() { # expect NAME STATUS PATTERN -- command...
+  local name=$1 want=$2 pat=$3
+  shift 4
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  if [[ $rc == "$want" ]] && grep -qE -- "$pat" <<< "$out"; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1))
+    printf 'FAIL %s: status %s (want %s), output:\n%s\n' "$name" "$rc" "$want" "$out"
+  fi
+}
+expect version 0 '^dstc [0-9]' -- "$dstc" --version
+expect help 0 'usage: dstc' -- "$dstc" --help
+expect no-command 2 'no command' -- "$dstc"
+expect unknown-command 2 "did you mean 'check'" -- "$dstc" chek "$gpt"
+expect unknown-option 2 "unknown option '--frobnicate'" -- "$dstc" check --frobnicate "$gpt"
+expect unknown-flag 2 "did you mean 'zero'" -- "$dstc" check -fzeros=1 "$gpt"
+expect flag-twice 2 'given twice' -- "$dstc" check -fdp=2 -fdp=4 "$gpt"
+expect bad-define 2 'expected NAME=VALUE' -- "$dstc" check -D layers "$gpt"
+expect missing-file 1 'cannot read' -- "$dstc" check "$tmp/nope.dst"
+expect build-needs-o 2 'build needs -o' -- "$dstc" build "$gpt"
+expect dump-ir-pass 2 "unknown pass 'parse'" -- "$dstc" check --dump-ir=parse "$gpt"
+expect plan 0 'activations .* bytes' -- "$dstc" plan "$gpt"
+expect plan-peak 0 'peak .* bytes' -- "$dstc" plan "$gpt" -D layers=4
+# A setting the generated programs cannot carry out is an error, not ignored.
+expect build-unsupported 1 'zero = 1 is checked and planned, but' -- "$dstc" build "$gpt" -o "$tmp/b" -fzero=1 -fdp=2
+expect build-unsupported-enum 1 'precision = bf16 is checked' -- "$dstc" build "$gpt" -o "$tmp/b" -fprecision=bf16
+expect build 0 'built .*/gpt$' -- "$dstc" build "$gpt" -o "$tmp/b" -D batch=2 -D seq=16
+expect program-help 0 'usage: .*--data FILE' -- "$tmp/b/gpt" --help
+expect program-no-data 2 'no training data' -- "$tmp/b/gpt"
+expect program-bad-option 2 "unknown option '--stepz'" -- "$tmp/b/gpt" --stepz 3
+expect program-bad-count 2 'needs an integer' -- "$tmp/b/gpt" --data "$gpt" --steps -1
+expect program-missing-data 1 'error: .*nope.txt' -- "$tmp/b/gpt" --data "$tmp/nope.txt"
+printf 'x' > "$tmp/short.txt"
+expect program-short-data 1 'error: .*short.txt' -- "$tmp/b/gpt" --data "$tmp/short.txt"
+expect program-bad-init 1 'error: --init' -- "$tmp/b/gpt" --data "$gpt" --init "$gpt"
+expect run 0 'done: loss' -- "$dstc" run "$gpt" -D batch=2 -D seq=16 -- --data "$gpt" --steps 3
+expect run-save 0 'saved' -- "$dstc" run "$gpt" -D batch=2 -D seq=16 -- --data "$gpt" --steps 2 --save "$tmp/w.safetensors"
+expect run-init 0 'done: loss' -- "$dstc" run "$gpt" -D batch=2 -D seq=16 -- --data "$gpt" --steps 2 --init "$tmp/w.safetensors"
+expect init-wrong-model 1 "error: --init .*(missing tensor|shape)" -- "$dstc" run "$gpt" -D batch=2 -D seq=16 -D dim=64 -- --data "$gpt" --steps 1 --init "$tmp/w.safetensors"
+echo "cli: $pass passed, $fail failed"
+[[ $fail == 0 ]]
