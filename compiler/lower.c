@@ -397,6 +397,12 @@ static void lower_param(Lower *L, Inst *in, Node *m) {
     return;
   }
   if (m->kind == N_INPUT) {
+    /* The graph is one rank's: data parallelism gives each of the dp ranks
+     * an equal share of the global batch (the leading dimension). iattr[0]
+     * keeps the declared, global size for the layout checks. */
+    int64_t dp = L->p->par.dp.i;
+    n.iattr[0] = n.ndim ? n.shape[0] : 0;
+    if (n.ndim && dp > 1 && n.shape[0] % dp == 0) n.shape[0] /= dp;
     add_member(L, in, m->name, m, (Value){.k = V_TENSOR, .t = ir_add(L->g, &n)});
     return;
   }
@@ -1296,17 +1302,18 @@ static void check_layout(Lower *L, Inst *model) {
   for (int i = 0; i < g->ninputs; i++) {
     IrNode *n = &g->nodes[g->inputs[i]];
     if (n->ndim == 0) continue;
-    if (n->shape[0] % parts) {
+    int64_t global = n->iattr[0];
+    if (global % parts) {
       Diag *d = diag_error(L->d, n->loc, "input '%s' has batch %lld, which is not divisible by dp x grad_accum x micro_batches = %lld",
-                           n->name, (long long)n->shape[0], (long long)parts);
+                           n->name, (long long)global, (long long)parts);
       note_key(L, d, "dp", dp);
       note_key(L, d, "grad_accum", p->par.grad_accum.i);
       note_key(L, d, "micro_batches", p->par.micro_batches.i);
       break; /* every input shares the batch; one message is enough */
     }
-    if (p->train_cfg.batch && p->train_cfg.batch != n->shape[0]) {
+    if (p->train_cfg.batch && p->train_cfg.batch != global) {
       Diag *d = diag_error(L->d, n->loc, "input '%s' has batch %lld but the train block says batch = %lld", n->name,
-                           (long long)n->shape[0], (long long)p->train_cfg.batch);
+                           (long long)global, (long long)p->train_cfg.batch);
       diag_note(L->d, d, (Loc){0}, "the leading dimension of each input is the global batch of one optimizer step");
       break;
     }

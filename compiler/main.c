@@ -1,6 +1,7 @@
 /* main.c: the dstc command line. Parses arguments, runs the pipeline
  * (driver.c) on each input, prints diagnostics, and maps the outcome onto
  * the exit-code contract: 0 ok, 1 error in the input, 2 usage, 70 internal. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,7 +15,8 @@ static const char usage_text[] =
     "  check FILE...        parse and check; print diagnostics only\n"
     "  plan FILE            print the plan: parameters, layout, memory per rank by category\n"
     "  build FILE -o DIR    write DIR/<model>.c and build the program DIR/<model>\n"
-    "  run FILE [-- ARGS]   build into a cache directory and run with ARGS\n"
+    "  run FILE [-np N] [-- ARGS]  build into a cache directory and run with ARGS\n"
+    "                       (through mpirun with one process per rank when the layout has several)\n"
     "\n"
     "options:\n"
     "  -I DIR               add DIR to the import search path (before the stdlib)\n"
@@ -66,7 +68,11 @@ static void print_summary(Compilation *c) {
     IrNode *n = &g->nodes[g->inputs[i]];
     char sh[128];
     shape_format(sh, sizeof sh, n->shape, n->ndim);
-    printf("  input        %s: %s%s\n", n->name, dtype_name(n->dtype), sh);
+    if (p->par.dp.i > 1)
+      printf("  input        %s: %s%s per rank (global batch %lld over dp = %lld)\n", n->name,
+             dtype_name(n->dtype), sh, (long long)n->iattr[0], (long long)p->par.dp.i);
+    else
+      printf("  input        %s: %s%s\n", n->name, dtype_name(n->dtype), sh);
   }
   printf("  forward      %d operations (%d with backward)\n", g->nforward - g->nparams - g->ninputs, g->n - 1 - g->nparams - g->ninputs);
   ParallelCfg *pc = &p->par;
@@ -112,7 +118,7 @@ static bool check_backend_support(Compilation *c) {
     const char *key;
     bool unsupported;
   } rules[] = {
-      {"dp", pc->dp.i != 1}, {"tp", pc->tp.i != 1}, {"pp", pc->pp.i != 1}, {"ep", pc->ep.i != 1},
+      {"tp", pc->tp.i != 1}, {"pp", pc->pp.i != 1}, {"ep", pc->ep.i != 1},
       {"zero", pc->zero.i != 0}, {"grad_accum", pc->grad_accum.i != 1},
       {"micro_batches", pc->micro_batches.i != 1}, {"precision", strcmp(pc->precision.s, "fp32") != 0},
       {"loss_scale", strcmp(pc->loss_scale.s, "auto") && strcmp(pc->loss_scale.s, "none")},
@@ -141,7 +147,8 @@ static bool check_backend_support(Compilation *c) {
 }
 
 /* plan, build, run: after the front end succeeded. */
-static int backend(Compilation *c, int cmd, const char *outdir, bool verbose_build, char **args, int nargs) {
+static int backend(Compilation *c, int cmd, const char *outdir, bool verbose_build, char **args, int nargs,
+                   int np) {
   MemPlan *m = memplan_build(c->graph, &c->prog->train_cfg);
   if (cmd == 1) {
     /* emit into /dev/null so the workspace the emitter reserves is counted */
@@ -153,6 +160,14 @@ static int backend(Compilation *c, int cmd, const char *outdir, bool verbose_bui
     return ok ? EXIT_OK : EXIT_INPUT;
   }
   if (!check_backend_support(c)) {
+    memplan_free(m);
+    return EXIT_INPUT;
+  }
+  int64_t world = c->prog->par.dp.i * c->prog->par.tp.i * c->prog->par.pp.i * c->prog->par.ep.i;
+  if (cmd == 3 && np && np != world) {
+    diag_error(&c->diag, (Loc){0}, "the plan needs %lld ranks (dp=%lld x tp=%lld x pp=%lld x ep=%lld) but -np %d was given",
+               (long long)world, (long long)c->prog->par.dp.i, (long long)c->prog->par.tp.i,
+               (long long)c->prog->par.pp.i, (long long)c->prog->par.ep.i, np);
     memplan_free(m);
     return EXIT_INPUT;
   }
@@ -204,13 +219,24 @@ static int backend(Compilation *c, int cmd, const char *outdir, bool verbose_bui
     }
     unlink(src);
     rmdir(dir);
-    char **argv = calloc((size_t)nargs + 2, sizeof *argv);
+    char **argv = calloc((size_t)nargs + 10, sizeof *argv);
     if (!argv) die("out of memory");
-    argv[0] = keyed;
-    for (int i = 0; i < nargs; i++) argv[i + 1] = args[i];
+    int a = 0;
+    char npbuf[32];
+    if (world > 1) { /* one process per rank, through MPI's launcher */
+      snprintf(npbuf, sizeof npbuf, "%lld", (long long)world);
+      argv[a++] = "mpirun";
+      argv[a++] = "-np";
+      argv[a++] = npbuf;
+      argv[a++] = "--oversubscribe";
+      if (geteuid() == 0) argv[a++] = "--allow-run-as-root";
+    }
+    argv[a++] = keyed;
+    for (int i = 0; i < nargs; i++) argv[a++] = args[i];
     fflush(stdout);
-    execv(keyed, argv);
-    die("cannot run %s", keyed);
+    execvp(argv[0], argv);
+    diag_error(&c->diag, (Loc){0}, "cannot run %s: %s", argv[0], strerror(errno));
+    return EXIT_INPUT;
   }
   if (!build_compile(src, exe, verbose_build)) die("the C compiler failed on generated code %s", src);
   printf("built %s\n", exe);
@@ -254,6 +280,7 @@ int main(int argc, char **argv) {
   int nfiles = 0, nincdirs = 0, ndefines = 0, nflags = 0;
   bool verbose = false, dump_ast = false, werror = false, verbose_build = false;
   const char *dump_ir = NULL, *outdir = NULL;
+  int np = 0;
   char **prog_args = NULL;
   int nprog_args = 0;
   int color = isatty(2) && !getenv("NO_COLOR") && getenv("TERM") && strcmp(getenv("TERM"), "dumb");
@@ -276,6 +303,14 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(a, "--verbose-build")) {
       verbose_build = true;
+      continue;
+    }
+    if (!strcmp(a, "-np")) {
+      char *end;
+      long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+      if (i + 1 >= argc || *end || v < 1 || v > 1 << 20) return usage_error("-np needs a positive rank count%s", "");
+      np = (int)v;
+      i++;
       continue;
     }
     if (a[0] != '-' || !a[1]) {
@@ -353,7 +388,7 @@ int main(int argc, char **argv) {
       /* warnings first: `run` replaces this process with the program */
       diag_print(&c.diag, stderr, color);
       c.diag.head = c.diag.tail = NULL;
-      rc = backend(&c, known, outdir, verbose_build, prog_args, nprog_args);
+      rc = backend(&c, known, outdir, verbose_build, prog_args, nprog_args, np);
     }
     diag_print(&c.diag, stderr, color);
     if (rc == EXIT_OK && diag_failed(&c.diag)) rc = EXIT_INPUT;

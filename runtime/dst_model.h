@@ -65,6 +65,7 @@ typedef struct {
   float lr, beta1, beta2, eps, weight_decay, momentum, min_lr, clip;
   bool nesterov;
   int64_t warmup, steps, seed, log_every, eval_every, save_every;
+  int64_t dp;         /* data-parallel ranks; the program checks it was launched so */
   const char *const *prof_names; /* the profile slots (op kinds, forward and backward) */
   int nprof;
   void (*forward)(DstRun *r);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "dst.h"
+#include "dst_comm.h"
 #include "dst_model.h"
 #include "k_cpu.h"
 
@@ -109,6 +110,9 @@ static Options parse_args(const DstModel *m, int argc, char **argv) {
 typedef struct {
   const DstModel *m;
   DstRun r;
+  DstMesh *mesh;
+  DstComm *dp;    /* the data-parallel group */
+  int rank, world; /* this rank's place in it */
   float *mom1, *mom2;
   DstDataLoader *train, *val;
   int B, T;
@@ -119,7 +123,7 @@ static const DstInputInfo *input(const DstModel *m, int i) { return i < m->ninpu
 
 static DstDataLoader *open_data(Trainer *t, const char *path) {
   char err[DST_ERR_LEN];
-  DstDataLoader *dl = dst_data_open(path, t->B, t->T, 0, 1, err);
+  DstDataLoader *dl = dst_data_open(path, t->B, t->T, t->rank, t->world, err);
   if (!dl) dst_fatal("%s", err);
   return dl;
 }
@@ -139,6 +143,14 @@ static void load_batch(Trainer *t, DstDataLoader *dl) {
 }
 
 static float loss_value(Trainer *t) { return *(float *)(t->r.arena + t->m->loss_offset); }
+
+/* The mean over the data-parallel ranks of a per-rank value (each rank's
+ * loss is the mean over its equal share of the global batch). */
+static double dp_mean(Trainer *t, double x) {
+  if (t->world == 1) return x;
+  dst_comm_allreduce(t->dp, &x, &x, 1, DST_COMM_F64, DST_COMM_SUM);
+  return x / t->world;
+}
 
 /* Entropy (nats per token) of the data's token frequencies: the loss of the
  * best model that ignores context, the bar a trained model must beat. */
@@ -260,7 +272,14 @@ static float compute(Trainer *t, int64_t step) {
   check_run(t, step);
   t->m->backward(&t->r);
   check_run(t, step);
-  return loss_value(t);
+  if (t->world > 1) {
+    /* Gradients of the global mean loss: the mean of the ranks' gradients. */
+    size_t n = (size_t)t->m->params_bytes / 4;
+    dst_comm_set_label("gradients");
+    dst_comm_allreduce(t->dp, t->r.grads, t->r.grads, n, DST_COMM_F32, DST_COMM_SUM);
+    k_scale((float *)t->r.grads, (const float *)t->r.grads, 1.0f / (float)t->world, (int64_t)n);
+  }
+  return (float)dp_mean(t, loss_value(t));
 }
 
 static double grad_norm(Trainer *t) {
@@ -295,7 +314,7 @@ static double evaluate(Trainer *t) {
     check_run(t, 0);
     sum += loss_value(t);
   }
-  return sum / (double)n;
+  return dp_mean(t, sum / (double)n);
 }
 
 /* Compares analytic gradients with central differences of the loss at a few
@@ -483,12 +502,29 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
     /* if that fails, run with the default policy */
   }
   Options o = parse_args(m, argc, argv);
+  dst_comm_init(&argc, &argv);
   if (m->ninputs < 1 || input(m, 0)->ndim != 2)
     dst_fatal("model %s: the first input must be a [batch, seq] token tensor to be fed from --data", m->name);
   if (o.threads) k_set_num_threads((int)o.threads);
   else k_set_num_threads((int)sysconf(_SC_NPROCESSORS_ONLN));
 
   Trainer t = {.m = m};
+  /* The launch must match the plan: every rank checks, none hangs. */
+  int degree[DST_AXIS_COUNT] = {(int)m->dp, 1, 1, 1};
+  t.mesh = dst_mesh_init(degree);
+  t.dp = dst_mesh_comm(t.mesh, DST_AXIS_DP);
+  t.rank = t.mesh->coord[DST_AXIS_DP];
+  t.world = (int)m->dp;
+  bool lead = t.mesh->rank == 0;
+  if (!lead) {
+    o.quiet = true;
+    o.sample = 0;
+    o.save = NULL;
+    o.loss_log = NULL;
+    o.dump = NULL;
+    o.profile = false;
+  }
+  if (t.world > 1) dst_log_set_rank(t.mesh->rank);
   t.B = (int)input(m, 0)->shape[0];
   t.T = (int)input(m, 0)->shape[1];
   /* Exactly the planned sizes: the measured peak must equal the plan. */
@@ -514,21 +550,26 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   if (o.init) load_init(&t, o.init);
 
   if (o.check_grads) {
+    if (t.world > 1) dst_fatal("--check-grads runs on one rank; build the model with dp = 1");
     int bad = check_grads(&t);
     trainer_free(&t);
+    dst_mesh_free(t.mesh);
+    dst_comm_finalize();
     return bad ? 1 : 0;
   }
 
   FILE *losslog = NULL;
   if (o.loss_log && !(losslog = fopen(o.loss_log, "w"))) dst_fatal("cannot write %s", o.loss_log);
   int64_t tokens = (int64_t)t.B * t.T;
-  printf("model %s: %lld parameters, %d x %d tokens per step, %lld steps\n", m->name, (long long)m->param_count,
-         t.B, t.T, (long long)o.steps);
+  if (lead)
+    printf("model %s: %lld parameters, %d x %d tokens per step%s, %lld steps\n", m->name,
+           (long long)m->param_count, t.B * t.world, t.T, t.world > 1 ? " (over the data-parallel ranks)" : "",
+           (long long)o.steps);
   if (!o.quiet)
     printf("data %s: %llu tokens, unigram entropy %.4f nats/token\n", o.data, (unsigned long long)t.train->ntokens,
            unigram_entropy(t.train));
   DstStepTimer timer;
-  dst_timer_init(&timer, (uint64_t)tokens, 1);
+  dst_timer_init(&timer, (uint64_t)tokens * (uint64_t)t.world, 1);
   bool tty = isatty(1) && !o.quiet;
   double first_loss = NAN, last_loss = NAN;
   for (int64_t step = 1; step <= o.steps; step++) {
@@ -555,21 +596,29 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
              dst_timer_last_tok_per_sec(&timer));
     else if (tty)
       printf("\r\033[Kstep %5lld/%lld | loss %.6f", (long long)step, (long long)o.steps, loss), fflush(stdout);
-    if (t.val && o.eval_every && step % o.eval_every == 0) printf("step %5lld | val loss %.6f\n", (long long)step, evaluate(&t));
+    if (t.val && o.eval_every && step % o.eval_every == 0) {
+      double vl = evaluate(&t);
+      if (lead) printf("step %5lld | val loss %.6f\n", (long long)step, vl);
+    }
   }
   if (tty) printf("\r\033[K");
   if (losslog) fclose(losslog);
   if (t.r.prof && o.steps > 0) print_profile(m, t.r.prof, o.steps, dst_timer_avg_ms(&timer) / 1e3);
-  if (o.steps > 0) {
+  if (o.steps > 0 && lead) {
     double tps = dst_timer_avg_tok_per_sec(&timer);
     printf("done: loss %.4f -> %.4f | %.1f ms/step | %.0f tok/s | %.2f GFLOP/s\n", first_loss, last_loss,
            dst_timer_avg_ms(&timer), tps, tps * m->flops_per_token / 1e9);
   }
-  if (t.val) printf("val loss %.6f\n", evaluate(&t));
+  if (t.val) {
+    double vl = evaluate(&t);
+    if (lead) printf("val loss %.6f\n", vl);
+  }
   size_t planned = (size_t)(2 * m->params_bytes + m->arena_bytes + m->data_bytes + m->work_bytes + m->optstate_bytes);
   size_t measured = 0;
   for (int c = DST_MEM_PARAMS; c <= DST_MEM_DATA; c++) measured += dst_mem_peak((DstMemCat)c);
-  printf("memory: planned %zu bytes; allocated %zu bytes at peak in the planned categories\n", planned, measured);
+  if (lead)
+    printf("memory: planned %zu bytes%s; allocated %zu bytes at peak in the planned categories\n", planned,
+           t.world > 1 ? " per rank" : "", measured);
   if (o.save) {
     save_params(&t, o.save, o.steps);
     printf("saved %s\n", o.save);
@@ -580,5 +629,7 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
     sample(&t, o.sample, &rng);
   }
   trainer_free(&t);
+  dst_mesh_free(t.mesh);
+  dst_comm_finalize();
   return 0;
 }

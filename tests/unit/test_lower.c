@@ -581,7 +581,7 @@ static const char gpt_tp_src[] = "import \"transformer.dst\";\n"
                                  "  input tokens: i32[batch, seq];\n"
                                  "  input targets: i32[batch, seq];\n"
                                  "  layer wte = Embedding(vocab, dim);\n"
-                                 "  layer blocks = repeat(layers) GPT2Block(dim, heads, batch, seq);\n"
+                                 "  layer blocks = repeat(layers) GPT2Block(dim, heads, seq);\n"
                                  "  forward {\n"
                                  "    x = blocks(wte(tokens));\n"
                                  "    minimize cross_entropy(x @ transpose(wte.w), targets);\n"
@@ -718,9 +718,9 @@ END_TEST
 START_TEST(test_stage_reported_at_annotation) {
   char *src = malloc(strlen(gpt_tp_src) + 64);
   strcpy(src, gpt_tp_src);
-  char *at = strstr(src, "GPT2Block(dim, heads, batch, seq);");
+  char *at = strstr(src, "GPT2Block(dim, heads, seq);");
   ck_assert_ptr_nonnull(at);
-  strcpy(at + strlen("GPT2Block(dim, heads, batch, seq)"), " @stage(3);\n  forward {\n"
+  strcpy(at + strlen("GPT2Block(dim, heads, seq)"), " @stage(3);\n  forward {\n"
          "    x = blocks(wte(tokens));\n    minimize cross_entropy(x @ transpose(wte.w), targets);\n  }\n}\n");
   const char *flags[] = {"pp=2", "micro_batches=2", NULL};
   LowerFx *x = lower_src("t.dst", src, NULL, flags);
