@@ -29,7 +29,26 @@ typedef struct {
   bool *nozero;     /* per GRAD node: its first writer overwrites it */
 } Emit;
 
-static bool ow(const Emit *e, ValId bid, uint32_t k) { return k < 8 && (e->ow[bid] >> k) & 1; }
+/* How a backward rule writes operand k's gradient. A parameter gradient is
+ * overwritten only on the first micro-step of gradient accumulation. */
+typedef enum { W_ADD, W_SET, W_SET_FIRST } WriteMode;
+
+static WriteMode ow(const Emit *e, ValId bid, uint32_t k) {
+  if (k >= 8 || !((e->ow[bid] >> k) & 1)) return W_ADD;
+  ValId v = e->g->nodes[bid].out[k];
+  return e->m->cat[v] == MEM_GRADS ? W_SET_FIRST : W_SET;
+}
+
+/* "lhs op rhs;" for a write mode. */
+static void store(char *buf, size_t sz, WriteMode w, const char *lhs, const char *rhs) {
+  if (w == W_SET) snprintf(buf, sz, "%s = %s;", lhs, rhs);
+  else if (w == W_ADD) snprintf(buf, sz, "%s += %s;", lhs, rhs);
+  else snprintf(buf, sz, "if (r->acc) %s += %s; else %s = %s;", lhs, rhs, lhs, rhs);
+}
+
+static const char *beta_of(WriteMode w) {
+  return w == W_SET ? "0.0f" : w == W_ADD ? "1.0f" : "(r->acc ? 1.0f : 0.0f)";
+}
 
 static const char *slab(MemCat c) {
   switch (c) {
@@ -228,21 +247,23 @@ static void emit_elementwise(Emit *e, ValId id) {
  * split in blocks of 64 among threads, rows are walked in order inside a
  * block (contiguous, vectorizable), and each column sums in double in a
  * fixed order, whatever the thread count. */
-static void emit_column_sum(Emit *e, int64_t outer, int64_t in, const char *expr, const char *dst, bool overwrite) {
+static void emit_column_sum(Emit *e, int64_t outer, int64_t in, const char *expr, const char *dst, WriteMode w) {
   fprintf(e->f, "  {\n    const int64_t outer = %" PRId64 ", in = %" PRId64 ";\n", outer, in);
   fprintf(e->f, "    #pragma omp parallel for if (outer * in >= 32768)\n");
   fprintf(e->f, "    for (int64_t jb = 0; jb < in; jb += 64) {\n");
   fprintf(e->f, "      const int64_t je = jb + 64 < in ? jb + 64 : in;\n      double acc[64] = {0};\n");
   fprintf(e->f, "      for (int64_t o = 0; o < outer; o++)\n        for (int64_t j = jb; j < je; j++) acc[j - jb] += %s;\n",
           expr);
-  fprintf(e->f, "      for (int64_t j = jb; j < je; j++) %s[j] %s (float)acc[j - jb];\n    }\n  }\n", dst,
-          overwrite ? "=" : "+=");
+  char lhs[96], st[512];
+  snprintf(lhs, sizeof lhs, "%s[j]", dst);
+  store(st, sizeof st, w, lhs, "(float)acc[j - jb]");
+  fprintf(e->f, "      for (int64_t j = jb; j < je; j++) %s\n    }\n  }\n", st);
 }
 
 /* grad_x += expr, where x may broadcast: when x is smaller than the output,
  * the output positions that map to one element of x are summed in a fixed
  * order by the thread that owns that element. */
-static void emit_accumulate(Emit *e, ValId gx, ValId x, const IrNode *out, const char *expr, bool overwrite) {
+static void emit_accumulate(Emit *e, ValId gx, ValId x, const IrNode *out, const char *expr, WriteMode w) {
   const IrNode *xn = N(e, x);
   int64_t inner = 0;
   IdxKind k = index_kind(xn, out, &inner);
@@ -250,8 +271,10 @@ static void emit_accumulate(Emit *e, ValId gx, ValId x, const IrNode *out, const
   if (k == IDX_FULL) {
     fprintf(e->f, "  {\n    const int64_t outer = 1, in = %" PRId64 ";\n    (void)outer;\n", numel(out));
     fprintf(e->f, "    #pragma omp parallel for if (in >= 32768)\n");
-    fprintf(e->f, "    for (int64_t j = 0; j < in; j++) { const int64_t o = 0; %s[j] %s %s; }\n  }\n",
-            P(e, gx), overwrite ? "=" : "+=", expr);
+    char lhs[96], st[1200];
+    snprintf(lhs, sizeof lhs, "%s[j]", P(e, gx));
+    store(st, sizeof st, w, lhs, expr);
+    fprintf(e->f, "    for (int64_t j = 0; j < in; j++) { const int64_t o = 0; %s }\n  }\n", st);
     return;
   }
   if (k == IDX_SCALAR) inner = 1;
@@ -259,7 +282,7 @@ static void emit_accumulate(Emit *e, ValId gx, ValId x, const IrNode *out, const
     unsupported(e, out, "the gradient of this broadcasting pattern");
     return;
   }
-  emit_column_sum(e, numel(out) / inner, inner, expr, P(e, gx), overwrite);
+  emit_column_sum(e, numel(out) / inner, inner, expr, P(e, gx), w);
 }
 
 /* The value of operand v at output position (o, j), for backward formulas. */
@@ -355,17 +378,16 @@ static bool mm_shape(Emit *e, const IrNode *n, MatmulShape *s) {
 }
 
 static void emit_gemm(Emit *e, const MatmulShape *s, const char *c, const char *a, const char *b, int64_t M,
-                      int64_t K, int64_t N, bool ta, bool tb, bool beta1, int64_t sc, int64_t sa, int64_t sb,
+                      int64_t K, int64_t N, bool ta, bool tb, WriteMode w, int64_t sc, int64_t sa, int64_t sb,
                       bool batched) {
   if (!batched)
     fprintf(e->f, "  k_matmul(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %s, %s, %s);\n", c, a, b, M, K, N,
-            ta ? "true" : "false", tb ? "true" : "false", beta1 ? "1.0f" : "0.0f");
+            ta ? "true" : "false", tb ? "true" : "false", beta_of(w));
   else
     fprintf(e->f,
             "  k_matmul_batched(%" PRId64 ", %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
             ", %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n",
-            s->batch, c, a, b, M, K, N, ta ? "true" : "false", tb ? "true" : "false", beta1 ? "1.0f" : "0.0f", sc,
-            sa, sb);
+            s->batch, c, a, b, M, K, N, ta ? "true" : "false", tb ? "true" : "false", beta_of(w), sc, sa, sb);
 }
 
 static void emit_matmul(Emit *e, ValId id) {
@@ -381,8 +403,8 @@ static void emit_matmul(Emit *e, ValId id) {
     fprintf(e->f, "  for (int64_t row = 0; row < %" PRId64 "; row++) memcpy(%s + row * %" PRId64 ", %s, %" PRId64 ");\n",
             numel(n) / s.N, P(e, id), s.N, P(e, n->in[2]), s.N * 4);
   }
-  emit_gemm(e, &s, P(e, id), P(e, n->in[0]), P(e, n->in[1]), s.M, s.K, s.N, s.ta, s.tb, bias, s.sc, s.sa, s.sb,
-            !s.flat);
+  emit_gemm(e, &s, P(e, id), P(e, n->in[0]), P(e, n->in[1]), s.M, s.K, s.N, s.ta, s.tb, bias ? W_ADD : W_SET, s.sc,
+            s.sa, s.sb, !s.flat);
 }
 
 static void emit_matmul_backward(Emit *e, ValId bid, const IrNode *bw) {
@@ -397,14 +419,14 @@ static void emit_matmul_backward(Emit *e, ValId bid, const IrNode *bw) {
   /* A shared operand (stride 0) receives the sum over the batch: the
    * batched kernel reduces when its output stride is 0. */
   if (ga) {
-    bool acc = !ow(e, bid, 0);
+    WriteMode acc = ow(e, bid, 0);
     if (!s.ta) /* dA (M,K) += dC (M,N) . op(B)^T */
       emit_gemm(e, &s, P(e, ga), g, B, s.M, s.N, s.K, false, !s.tb, acc, s.sa, s.sc, s.sb, batched);
     else /* A stored (K,M): dA += op(B) (K,N) . dC^T */
       emit_gemm(e, &s, P(e, ga), B, g, s.K, s.N, s.M, s.tb, true, acc, s.sa, s.sb, s.sc, batched);
   }
   if (gb) {
-    bool acc = !ow(e, bid, 1);
+    WriteMode acc = ow(e, bid, 1);
     if (!s.tb) /* dB (K,N) += op(A)^T (K,M) . dC (M,N) */
       emit_gemm(e, &s, P(e, gb), A, g, s.K, s.M, s.N, !s.ta, false, acc, s.sb, s.sa, s.sc, batched);
     else /* B stored (N,K): dB += dC^T (N,M) . op(A) (M,K) */
@@ -572,6 +594,8 @@ static void emit_forward_node(Emit *e, ValId id) {
   case OP_GRAD: {
     if (e->nozero[id]) break; /* its first writer overwrites it */
     if (n->iattr[1]) fprintf(f, "  %s[0] = 1.0f;\n", P(e, id));
+    else if (e->m->cat[id] == MEM_GRADS) /* kept across accumulation micro-steps */
+      fprintf(f, "  if (!r->acc) memset(%s, 0, %" PRId64 ");\n", P(e, id), memplan_bytes(n));
     else fprintf(f, "  memset(%s, 0, %" PRId64 ");\n", P(e, id), memplan_bytes(n));
     break;
   }
@@ -604,10 +628,13 @@ static void emit_backward_node(Emit *e, ValId bid) {
     if (b->out[0]) emit_transpose(e, fid, true, b->out[0], b->in[0]);
     break;
   case OP_RESHAPE:
-    if (b->out[0] && ow(e, bid, 0))
-      fprintf(f, "  memcpy(%s, %s, %" PRId64 ");\n", OUT(0), g, memplan_bytes(n));
-    else if (b->out[0])
-      fprintf(f, "  k_axpy(%s, 1.0f, %s, %" PRId64 ");\n", OUT(0), g, numel(n));
+    if (b->out[0]) {
+      WriteMode w = ow(e, bid, 0);
+      if (w == W_SET_FIRST) fputs("  if (r->acc)", f);
+      if (w != W_SET) fprintf(f, "  k_axpy(%s, 1.0f, %s, %" PRId64 ");\n", OUT(0), g, numel(n));
+      if (w == W_SET_FIRST) fputs("  else", f);
+      if (w != W_ADD) fprintf(f, "  memcpy(%s, %s, %" PRId64 ");\n", OUT(0), g, memplan_bytes(n));
+    }
     break;
   case OP_SLICE:
     if (b->out[0])
@@ -904,7 +931,7 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
              ", .eval_every = %" PRId64 ", .save_every = %" PRId64 ",\n",
           t->warmup, t->steps, t->seed, t->log_every, t->eval_every, t->save_every);
   fprintf(f, "  .prof_names = prof_names, .nprof = %d,\n", 2 * OP__COUNT);
-  fprintf(f, "  .dp = %lld,\n", (long long)p->par.dp.i);
+  fprintf(f, "  .dp = %lld, .grad_accum = %lld,\n", (long long)p->par.dp.i, (long long)p->par.grad_accum.i);
   fputs("  .forward = forward, .backward = backward,\n};\n\n", f);
   fputs("int main(int argc, char **argv) { return dst_train_main(&dst_model, argc, argv); }\n", f);
   free(e.ow);

@@ -397,12 +397,14 @@ static void lower_param(Lower *L, Inst *in, Node *m) {
     return;
   }
   if (m->kind == N_INPUT) {
-    /* The graph is one rank's: data parallelism gives each of the dp ranks
-     * an equal share of the global batch (the leading dimension). iattr[0]
-     * keeps the declared, global size for the layout checks. */
-    int64_t dp = L->p->par.dp.i;
+    /* The graph is one micro-step of one rank: data parallelism gives each
+     * of the dp ranks an equal share of the global batch (the leading
+     * dimension), and gradient accumulation splits a rank's share into
+     * grad_accum micro-batches. iattr[0] keeps the declared, global size
+     * for the layout checks. */
+    int64_t split = L->p->par.dp.i * L->p->par.grad_accum.i;
     n.iattr[0] = n.ndim ? n.shape[0] : 0;
-    if (n.ndim && dp > 1 && n.shape[0] % dp == 0) n.shape[0] /= dp;
+    if (n.ndim && split > 1 && n.shape[0] % split == 0) n.shape[0] /= split;
     add_member(L, in, m->name, m, (Value){.k = V_TENSOR, .t = ir_add(L->g, &n)});
     return;
   }

@@ -68,9 +68,10 @@ static void print_summary(Compilation *c) {
     IrNode *n = &g->nodes[g->inputs[i]];
     char sh[128];
     shape_format(sh, sizeof sh, n->shape, n->ndim);
-    if (p->par.dp.i > 1)
-      printf("  input        %s: %s%s per rank (global batch %lld over dp = %lld)\n", n->name,
-             dtype_name(n->dtype), sh, (long long)n->iattr[0], (long long)p->par.dp.i);
+    if (p->par.dp.i > 1 || p->par.grad_accum.i > 1)
+      printf("  input        %s: %s%s per rank and micro-step (global batch %lld, dp = %lld, grad_accum = %lld)\n",
+             n->name, dtype_name(n->dtype), sh, (long long)n->iattr[0], (long long)p->par.dp.i,
+             (long long)p->par.grad_accum.i);
     else
       printf("  input        %s: %s%s\n", n->name, dtype_name(n->dtype), sh);
   }
@@ -119,7 +120,7 @@ static bool check_backend_support(Compilation *c) {
     bool unsupported;
   } rules[] = {
       {"tp", pc->tp.i != 1}, {"pp", pc->pp.i != 1}, {"ep", pc->ep.i != 1},
-      {"zero", pc->zero.i != 0}, {"grad_accum", pc->grad_accum.i != 1},
+      {"zero", pc->zero.i != 0},
       {"micro_batches", pc->micro_batches.i != 1}, {"precision", strcmp(pc->precision.s, "fp32") != 0},
       {"loss_scale", strcmp(pc->loss_scale.s, "auto") && strcmp(pc->loss_scale.s, "none")},
       {"offload_optimizer", strcmp(pc->offload_optimizer.s, "none") != 0},

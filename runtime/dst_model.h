@@ -45,6 +45,8 @@ typedef struct DstRun {
   const char *error;  /* set by generated code when a kernel rejects data */
   int64_t error_pos;
   double *prof;       /* seconds per profile slot (--profile), or NULL */
+  bool acc;           /* a later micro-step of gradient accumulation: parameter
+                         gradients add to what earlier micro-steps wrote */
 } DstRun;
 
 typedef struct {
@@ -66,6 +68,7 @@ typedef struct {
   bool nesterov;
   int64_t warmup, steps, seed, log_every, eval_every, save_every;
   int64_t dp;         /* data-parallel ranks; the program checks it was launched so */
+  int64_t grad_accum; /* micro-steps per optimizer step */
   const char *const *prof_names; /* the profile slots (op kinds, forward and backward) */
   int nprof;
   void (*forward)(DstRun *r);

@@ -262,24 +262,35 @@ static double lr_at(const DstModel *m, int64_t step, int64_t steps) {
   return m->min_lr + 0.5 * (lr - m->min_lr) * (1.0 + cos(M_PI * progress));
 }
 
-/* Forward and backward on the current batch; returns the loss. */
+/* One optimizer step's gradients: forward and backward on each of the
+ * grad_accum micro-batches (parameter gradients add up over them), then the
+ * mean over micro-steps and data-parallel ranks. Returns the loss, the mean
+ * over the whole global batch. */
 static float compute(Trainer *t, int64_t step) {
   /* no clearing of the gradients: the backward code zeroes or overwrites
    * each one where it is first written */
+  int64_t ga = t->m->grad_accum > 0 ? t->m->grad_accum : 1;
+  double loss = 0;
   t->r.training = true;
   t->r.step = step;
-  t->m->forward(&t->r);
-  check_run(t, step);
-  t->m->backward(&t->r);
-  check_run(t, step);
+  for (int64_t k = 0; k < ga; k++) {
+    if (k > 0) load_batch(t, t->train);
+    t->r.acc = k > 0;
+    t->m->forward(&t->r);
+    check_run(t, step);
+    t->m->backward(&t->r);
+    check_run(t, step);
+    loss += loss_value(t);
+  }
+  t->r.acc = false;
+  size_t n = (size_t)t->m->params_bytes / 4;
   if (t->world > 1) {
     /* Gradients of the global mean loss: the mean of the ranks' gradients. */
-    size_t n = (size_t)t->m->params_bytes / 4;
     dst_comm_set_label("gradients");
     dst_comm_allreduce(t->dp, t->r.grads, t->r.grads, n, DST_COMM_F32, DST_COMM_SUM);
-    k_scale((float *)t->r.grads, (const float *)t->r.grads, 1.0f / (float)t->world, (int64_t)n);
   }
-  return (float)dp_mean(t, loss_value(t));
+  if (t->world * ga > 1) k_scale((float *)t->r.grads, (const float *)t->r.grads, 1.0f / (float)(t->world * ga), (int64_t)n);
+  return (float)dp_mean(t, loss / (double)ga);
 }
 
 static double grad_norm(Trainer *t) {
@@ -562,14 +573,14 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   if (o.loss_log && !(losslog = fopen(o.loss_log, "w"))) dst_fatal("cannot write %s", o.loss_log);
   int64_t tokens = (int64_t)t.B * t.T;
   if (lead)
-    printf("model %s: %lld parameters, %d x %d tokens per step%s, %lld steps\n", m->name,
-           (long long)m->param_count, t.B * t.world, t.T, t.world > 1 ? " (over the data-parallel ranks)" : "",
-           (long long)o.steps);
+    printf("model %s: %lld parameters, %lld x %d tokens per step%s, %lld steps\n", m->name,
+           (long long)m->param_count, (long long)t.B * t.world * (m->grad_accum > 0 ? m->grad_accum : 1), t.T,
+           t.world > 1 || m->grad_accum > 1 ? " (over ranks and micro-steps)" : "", (long long)o.steps);
   if (!o.quiet)
     printf("data %s: %llu tokens, unigram entropy %.4f nats/token\n", o.data, (unsigned long long)t.train->ntokens,
            unigram_entropy(t.train));
   DstStepTimer timer;
-  dst_timer_init(&timer, (uint64_t)tokens * (uint64_t)t.world, 1);
+  dst_timer_init(&timer, (uint64_t)tokens * (uint64_t)t.world * (uint64_t)(m->grad_accum > 0 ? m->grad_accum : 1), 1);
   bool tty = isatty(1) && !o.quiet;
   double first_loss = NAN, last_loss = NAN;
   for (int64_t step = 1; step <= o.steps; step++) {
