@@ -13,9 +13,13 @@
  * input, the token that follows each window.
  * Determinism: for a given binary, seed and data, every run computes the
  * same bits (kernels are thread-count independent; data order is fixed). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dst.h"
@@ -24,8 +28,8 @@
 #include "k_cpu.h"
 
 typedef struct {
-  const char *data, *val_data, *init, *save, *loss_log, *dump;
-  int64_t steps, seed, log_every, eval_every, sample, threads;
+  const char *data, *val_data, *init, *save, *loss_log, *dump, *ckpt_dir, *resume;
+  int64_t steps, seed, log_every, eval_every, sample, threads, save_every, keep;
   bool check_grads, quiet, profile;
 } Options;
 
@@ -47,10 +51,16 @@ static void usage(const DstModel *m, FILE *f) {
           "  --dump FILE            after the first forward/backward, write the inputs, the\n"
           "                         loss, the logits and every gradient (grad.NAME) as safetensors\n"
           "  --check-grads          compare gradients with finite differences and exit\n"
+          "  --checkpoint-dir DIR   where checkpoints go (default: checkpoints)\n"
+          "  --save-every N         a checkpoint every N steps and at the end (default from the\n"
+          "                         .dst file: %lld; 0 = none)\n"
+          "  --keep K               checkpoints kept (default 3; older ones are removed)\n"
+          "  --resume PATH          continue from a checkpoint (a step-N directory, or the\n"
+          "                         checkpoint directory for its latest)\n"
           "  --quiet                no per-step lines\n"
           "  --profile              time every operation; print where a step's time goes\n",
           "PROGRAM", m->name, m->source, (long long)m->steps, (long long)m->seed, (long long)m->log_every,
-          (long long)m->eval_every);
+          (long long)m->eval_every, (long long)m->save_every);
 }
 
 static int64_t parse_count(const char *flag, const char *v, int64_t lo) {
@@ -64,7 +74,8 @@ static int64_t parse_count(const char *flag, const char *v, int64_t lo) {
 }
 
 static Options parse_args(const DstModel *m, int argc, char **argv) {
-  Options o = {.steps = m->steps, .seed = m->seed, .log_every = m->log_every, .eval_every = m->eval_every};
+  Options o = {.steps = m->steps, .seed = m->seed, .log_every = m->log_every, .eval_every = m->eval_every,
+               .save_every = m->save_every, .keep = 3, .ckpt_dir = "checkpoints"};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -85,6 +96,10 @@ static Options parse_args(const DstModel *m, int argc, char **argv) {
     else if (!strcmp(a, "--save")) { VALUE(); o.save = v; }
     else if (!strcmp(a, "--loss-log")) { VALUE(); o.loss_log = v; }
     else if (!strcmp(a, "--dump")) { VALUE(); o.dump = v; }
+    else if (!strcmp(a, "--checkpoint-dir")) { VALUE(); o.ckpt_dir = v; }
+    else if (!strcmp(a, "--resume")) { VALUE(); o.resume = v; }
+    else if (!strcmp(a, "--save-every")) { VALUE(); o.save_every = parse_count(a, v, 0); }
+    else if (!strcmp(a, "--keep")) { VALUE(); o.keep = parse_count(a, v, 1); }
     else if (!strcmp(a, "--steps")) { VALUE(); o.steps = parse_count(a, v, 0); }
     else if (!strcmp(a, "--seed")) { VALUE(); o.seed = parse_count(a, v, 0); }
     else if (!strcmp(a, "--log-every")) { VALUE(); o.log_every = parse_count(a, v, 1); }
@@ -250,6 +265,217 @@ static void dump_step(Trainer *t, const char *path) {
   dst_st_writer_free(w);
   for (int i = 0; i < m->nparams; i++) dst_free(names[i]);
   dst_free(names);
+}
+
+/* ------------------------------------------------------------ checkpoints
+ *
+ * A checkpoint is a directory DIR/step-NNNNNNNN holding model.safetensors
+ * (every parameter, by its global name) and optim.safetensors (the
+ * optimizer moments m.NAME, v.NAME). Metadata: the model's name, the step,
+ * the data position and a checksum of all tensor bytes. Tensors are global
+ * (not per rank), so a run can resume under another data-parallel layout.
+ * Writing is atomic: files go to DIR/.tmp-step-N, are fsynced, and the
+ * directory is renamed into place; a crash leaves either the old set of
+ * checkpoints or the new one, never a half-written checkpoint. */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
+/* Checksum of a model's tensors in parameter order. */
+static uint64_t params_checksum(const DstModel *m, const char *const *bases, int nbases) {
+  uint64_t h = 1469598103934665603ull;
+  for (int b = 0; b < nbases; b++)
+    for (int i = 0; i < m->nparams; i++)
+      h = fnv(h, bases[b] + m->params[i].offset, (size_t)m->params[i].numel * 4);
+  return h;
+}
+
+static void fsync_path(const char *path) {
+  int fd = open(path, O_RDONLY);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+}
+
+static void remove_dir(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  char p[4096];
+  while ((e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+      snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+      unlink(p);
+    }
+  closedir(d);
+  rmdir(dir);
+}
+
+/* The step-N directories of dir, sorted by step (ascending). */
+static int list_checkpoints(const char *dir, int64_t *steps, int max) {
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) && n < max) {
+    long long s;
+    char tail;
+    if (sscanf(e->d_name, "step-%lld%c", &s, &tail) == 1) steps[n++] = s;
+  }
+  closedir(d);
+  for (int i = 1; i < n; i++)
+    for (int j = i; j > 0 && steps[j - 1] > steps[j]; j--) {
+      int64_t t = steps[j];
+      steps[j] = steps[j - 1];
+      steps[j - 1] = t;
+    }
+  return n;
+}
+
+static void write_st(const DstModel *m, const char *path, const char *prefix, const char *base, int64_t step,
+                     uint64_t pos, uint64_t sum) {
+  char err[DST_ERR_LEN], buf[64];
+  DstStWriter *w = dst_st_writer_new();
+  char **names = dst_calloc((size_t)m->nparams + 1, sizeof(char *), DST_MEM_OTHER, "checkpoint names");
+  for (int i = 0; i < m->nparams; i++) {
+    const DstParamInfo *p = &m->params[i];
+    size_t n = strlen(p->name) + strlen(prefix) + 1;
+    names[i] = dst_malloc(n, DST_MEM_OTHER, "checkpoint names");
+    snprintf(names[i], n, "%s%s", prefix, p->name);
+    if (!dst_st_writer_add(w, names[i], DST_DT_F32, p->shape, p->ndim, base + p->offset, err))
+      dst_fatal("checkpoint %s: %s", path, err);
+  }
+  snprintf(buf, sizeof buf, "%lld", (long long)step);
+  dst_st_writer_set_metadata(w, "step", buf, err);
+  snprintf(buf, sizeof buf, "%llu", (unsigned long long)pos);
+  dst_st_writer_set_metadata(w, "data_pos", buf, err);
+  snprintf(buf, sizeof buf, "%016llx", (unsigned long long)sum);
+  dst_st_writer_set_metadata(w, "checksum", buf, err);
+  dst_st_writer_set_metadata(w, "model", m->name, err);
+  if (!dst_st_writer_write(w, path, err)) dst_fatal("checkpoint: %s", err);
+  dst_st_writer_free(w);
+  for (int i = 0; i < m->nparams; i++) dst_free(names[i]);
+  dst_free(names);
+}
+
+static void save_checkpoint(Trainer *t, const char *dir, int64_t step, int64_t keep) {
+  const DstModel *m = t->m;
+  char tmp[4096], final[4096], path[4200];
+  if (mkdir(dir, 0777) != 0 && errno != EEXIST) dst_fatal("cannot create checkpoint directory %s: %s", dir, strerror(errno));
+  snprintf(tmp, sizeof tmp, "%s/.tmp-step-%08lld", dir, (long long)step);
+  snprintf(final, sizeof final, "%s/step-%08lld", dir, (long long)step);
+  remove_dir(tmp); /* left by a run killed while saving */
+  if (mkdir(tmp, 0777) != 0) dst_fatal("cannot create %s: %s", tmp, strerror(errno));
+  const char *pbase[1] = {t->r.params};
+  snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+  write_st(m, path, "", t->r.params, step, t->train->pos, params_checksum(m, pbase, 1));
+  if (t->mom1) {
+    const char *obase[2] = {(const char *)t->mom1, (const char *)t->mom2};
+    int nb = t->mom2 ? 2 : 1;
+    uint64_t sum = params_checksum(m, obase, nb);
+    snprintf(path, sizeof path, "%s/optim_m.safetensors", tmp);
+    write_st(m, path, "m.", (const char *)t->mom1, step, t->train->pos, sum);
+    if (t->mom2) {
+      snprintf(path, sizeof path, "%s/optim_v.safetensors", tmp);
+      write_st(m, path, "v.", (const char *)t->mom2, step, t->train->pos, sum);
+    }
+  }
+  fsync_path(tmp);
+  remove_dir(final);
+  if (rename(tmp, final) != 0) dst_fatal("cannot rename %s to %s: %s", tmp, final, strerror(errno));
+  fsync_path(dir);
+  int64_t steps[4096];
+  int n = list_checkpoints(dir, steps, 4096);
+  for (int i = 0; i + keep < n; i++) {
+    snprintf(final, sizeof final, "%s/step-%08lld", dir, (long long)steps[i]);
+    remove_dir(final);
+  }
+}
+
+/* Loads one checkpoint file into base, verifying the model and checksum
+ * metadata; the messages name the file and what is wrong. */
+static DstSafetensors *open_ckpt(const DstModel *m, const char *path) {
+  char err[DST_ERR_LEN];
+  DstSafetensors *st = dst_st_open(path, err);
+  if (!st) dst_fatal("cannot resume: %s", err);
+  const char *model = dst_st_metadata(st, "model");
+  if (!model || strcmp(model, m->name))
+    dst_fatal("cannot resume: %s is a checkpoint of model '%s', not of '%s'", path, model ? model : "?", m->name);
+  return st;
+}
+
+static void load_ckpt_file(const DstModel *m, const char *path, const char *prefix, char *base) {
+  char err[DST_ERR_LEN];
+  DstSafetensors *st = open_ckpt(m, path);
+  for (int i = 0; i < m->nparams; i++) {
+    const DstParamInfo *p = &m->params[i];
+    char name[1024];
+    snprintf(name, sizeof name, "%s%s", prefix, p->name);
+    if (!dst_st_load_into(st, name, DST_DT_F32, p->shape, p->ndim, base + p->offset, err))
+      dst_fatal("cannot resume from %s: %s", path, err);
+  }
+  dst_st_close(st);
+}
+
+static int64_t meta_int(const DstModel *m, const char *path, const char *key) {
+  DstSafetensors *st = open_ckpt(m, path);
+  const char *v = dst_st_metadata(st, key);
+  char *end;
+  long long x = v ? strtoll(v, &end, 10) : -1;
+  if (!v || *end || x < 0) dst_fatal("cannot resume: %s has no valid '%s' in its metadata", path, key);
+  dst_st_close(st);
+  return x;
+}
+
+static void verify_checksum(const DstModel *m, const char *path, const char *const *bases, int n) {
+  DstSafetensors *st = open_ckpt(m, path);
+  const char *v = dst_st_metadata(st, "checksum");
+  char want[32];
+  snprintf(want, sizeof want, "%016llx", (unsigned long long)params_checksum(m, bases, n));
+  if (!v || strcmp(v, want))
+    dst_fatal("cannot resume: %s is corrupt (checksum %s, the data gives %s); resume from an earlier checkpoint",
+              path, v ? v : "missing", want);
+  dst_st_close(st);
+}
+
+/* Restores parameters, optimizer state and data position; returns the step
+ * the checkpoint was taken after. */
+static int64_t resume(Trainer *t, const char *where) {
+  const DstModel *m = t->m;
+  char dir[4096], path[4200];
+  struct stat sb;
+  snprintf(path, sizeof path, "%s/model.safetensors", where);
+  if (stat(path, &sb) == 0) {
+    snprintf(dir, sizeof dir, "%s", where);
+  } else {
+    int64_t steps[4096];
+    int n = list_checkpoints(where, steps, 4096);
+    if (!n) dst_fatal("cannot resume: no checkpoint in %s (expected step-N directories or a model.safetensors)", where);
+    snprintf(dir, sizeof dir, "%s/step-%08lld", where, (long long)steps[n - 1]);
+  }
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  load_ckpt_file(m, path, "", t->r.params);
+  const char *pb[1] = {t->r.params};
+  verify_checksum(m, path, pb, 1);
+  int64_t step = meta_int(m, path, "step");
+  t->train->pos = (uint64_t)meta_int(m, path, "data_pos");
+  if (t->mom1) {
+    char pm[4200], pv[4200];
+    snprintf(pm, sizeof pm, "%s/optim_m.safetensors", dir);
+    load_ckpt_file(m, pm, "m.", (char *)t->mom1);
+    const char *ob[2] = {(const char *)t->mom1, (const char *)t->mom2};
+    if (t->mom2) {
+      snprintf(pv, sizeof pv, "%s/optim_v.safetensors", dir);
+      load_ckpt_file(m, pv, "v.", (char *)t->mom2);
+    }
+    verify_checksum(m, pm, ob, t->mom2 ? 2 : 1);
+    if (meta_int(m, pm, "step") != step) dst_fatal("cannot resume: %s and %s are of different steps", path, pm);
+  }
+  return step;
 }
 
 static double lr_at(const DstModel *m, int64_t step, int64_t steps) {
@@ -583,7 +809,12 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   dst_timer_init(&timer, (uint64_t)tokens * (uint64_t)t.world * (uint64_t)(m->grad_accum > 0 ? m->grad_accum : 1), 1);
   bool tty = isatty(1) && !o.quiet;
   double first_loss = NAN, last_loss = NAN;
-  for (int64_t step = 1; step <= o.steps; step++) {
+  int64_t first = 1;
+  if (o.resume) {
+    first = resume(&t, o.resume) + 1;
+    if (lead) printf("resumed from %s after step %lld\n", o.resume, (long long)(first - 1));
+  }
+  for (int64_t step = first; step <= o.steps; step++) {
     dst_timer_start(&timer);
     load_batch(&t, t.train);
     float loss = compute(&t, step);
@@ -607,6 +838,8 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
              dst_timer_last_tok_per_sec(&timer));
     else if (tty)
       printf("\r\033[Kstep %5lld/%lld | loss %.6f", (long long)step, (long long)o.steps, loss), fflush(stdout);
+    if (o.save_every && lead && (step % o.save_every == 0 || step == o.steps))
+      save_checkpoint(&t, o.ckpt_dir, step, o.keep);
     if (t.val && o.eval_every && step % o.eval_every == 0) {
       double vl = evaluate(&t);
       if (lead) printf("step %5lld | val loss %.6f\n", (long long)step, vl);

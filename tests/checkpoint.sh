@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Checkpoints: a resumed run continues bit for bit; a checkpoint resumes
+# under another data-parallel layout; a run killed with SIGKILL resumes from
+# its last checkpoint; corrupt, truncated and wrong-model checkpoints are
+# refused with a message naming the file; only the last K are kept.
+#   tests/checkpoint.sh DSTC
+set -uo pipefail
+dstc=$(realpath "$1")
+here=$(cd "$(dirname "$0")/.." && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export LSAN_OPTIONS="suppressions=$here/tests/mpi/lsan.supp:fast_unwind_on_malloc=0:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+data=$here/tests/data/tiny.txt
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+args=(-D batch=4 -D seq=32 -D layers=2)
+"$dstc" build "$here/examples/gpt.dst" "${args[@]}" -o "$tmp/b" > /dev/null || { echo "FAIL: build"; exit 1; }
+"$dstc" build "$here/examples/gpt.dst" "${args[@]}" -fdp=2 -o "$tmp/b2" > /dev/null || { echo "FAIL: build dp=2"; exit 1; }
+gpt=$tmp/b/gpt
+cd "$tmp"
+
+# 1. Interrupted and resumed = uninterrupted, bit for bit.
+$gpt --data "$data" --steps 10 --save-every 5 --checkpoint-dir c1 --quiet --loss-log full.log > /dev/null
+$gpt --data "$data" --steps 10 --resume c1/step-00000005 --quiet --loss-log resumed.log > /dev/null
+if tail -n 5 full.log | cmp -s - resumed.log; then ok; else bad "resumed losses differ"; paste full.log resumed.log; fi
+
+# 2. The same checkpoint resumes with dp = 2 (tensors are stored globally).
+mpirun -np 2 "$tmp/b2/gpt" --data "$data" --steps 10 --resume c1/step-00000005 --quiet --loss-log dp2.log > /dev/null 2>&1
+if tail -n 5 full.log | awk 'NR == FNR { a[FNR] = $1; next } { d = $1 - a[FNR]; d = d < 0 ? -d : d;
+     if (d / a[FNR] > 1e-5) bad = 1 } END { exit bad || FNR != 5 }' - dp2.log; then ok; else
+  bad "resume under dp=2 differs"; fi
+
+# 3. SIGKILL in the middle: the last checkpoint is whole and resumes.
+$gpt --data "$data" --steps 100000 --save-every 3 --checkpoint-dir c3 --quiet > /dev/null 2>&1 &
+pid=$!
+for _ in $(seq 200); do [[ -d c3/step-00000009 ]] && break; sleep 0.05; done
+kill -9 $pid
+wait $pid 2> /dev/null
+last=$(ls c3 | grep '^step-' | sort | tail -n 1)
+n=$((10#${last#step-}))
+if [[ -n $last ]] && $gpt --data "$data" --steps $((n + 2)) --resume c3 > out3 2>&1 &&
+   grep -q "resumed from c3 after step $n" out3 && grep -q "done: loss" out3; then ok; else
+  bad "resume after SIGKILL (last checkpoint: ${last:-none})"; cat out3; fi
+
+# 4. Corrupt, truncated and wrong-model checkpoints are refused.
+cp -r c1/step-00000010 corrupt
+printf '\001' | dd of=corrupt/model.safetensors bs=1 seek=5000 conv=notrunc 2> /dev/null
+out=$($gpt --data "$data" --steps 12 --resume corrupt 2>&1); rc=$?
+if [[ $rc == 1 ]] && grep -q "corrupt/model.safetensors is corrupt" <<< "$out"; then ok; else bad "corrupt: $rc $out"; fi
+cp -r c1/step-00000010 trunc
+truncate -s 4000 trunc/optim_v.safetensors
+out=$($gpt --data "$data" --steps 12 --resume trunc 2>&1); rc=$?
+if [[ $rc == 1 ]] && grep -q "trunc/optim_v.safetensors" <<< "$out"; then ok; else bad "truncated: $rc $out"; fi
+"$dstc" build "$here/examples/gpt.dst" "${args[@]}" -D dim=64 -o wide > /dev/null
+out=$(./wide/gpt --data "$data" --steps 12 --resume c1 2>&1); rc=$?
+if [[ $rc == 1 ]] && grep -q "tensor 'wte.w': shape" <<< "$out"; then ok; else bad "wrong model: $rc $out"; fi
+"$dstc" build "$here/examples/llama.dst" -D batch=4 -D seq=32 -o other > /dev/null
+out=$(./other/llama --data "$data" --steps 12 --resume c1 2>&1); rc=$?
+if [[ $rc == 1 ]] && grep -q "checkpoint of model 'GPT', not of 'Llama'" <<< "$out"; then ok; else bad "other model: $rc $out"; fi
+
+# 5. Only the last K checkpoints stay.
+$gpt --data "$data" --steps 8 --save-every 2 --keep 2 --checkpoint-dir c5 --quiet > /dev/null
+if [[ "$(ls c5 | tr '\n' ' ')" == "step-00000006 step-00000008 " ]]; then ok; else bad "keep 2: $(ls -a c5)"; fi
+
+echo "checkpoints: $pass passed, $fail failed"
+[[ $fail == 0 ]]
