@@ -418,7 +418,7 @@ typedef struct {
   int64_t *start, *end; /* lifetimes of arena values (schedule positions) */
 } MemPlan;
 
-MemPlan *memplan_build(IrGraph *g, const TrainCfg *t);
+MemPlan *memplan_build(IrGraph *g, const Program *prog);
 void memplan_free(MemPlan *m);
 int64_t memplan_bytes(const IrNode *n);
 int64_t memplan_total(const MemPlan *m);

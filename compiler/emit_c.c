@@ -931,7 +931,8 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
              ", .eval_every = %" PRId64 ", .save_every = %" PRId64 ",\n",
           t->warmup, t->steps, t->seed, t->log_every, t->eval_every, t->save_every);
   fprintf(f, "  .prof_names = prof_names, .nprof = %d,\n", 2 * OP__COUNT);
-  fprintf(f, "  .dp = %lld, .grad_accum = %lld,\n", (long long)p->par.dp.i, (long long)p->par.grad_accum.i);
+  fprintf(f, "  .dp = %lld, .grad_accum = %lld, .zero = %lld,\n", (long long)p->par.dp.i,
+          (long long)p->par.grad_accum.i, (long long)p->par.zero.i);
   fputs("  .forward = forward, .backward = backward,\n};\n\n", f);
   fputs("int main(int argc, char **argv) { return dst_train_main(&dst_model, argc, argv); }\n", f);
   free(e.ow);

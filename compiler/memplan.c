@@ -59,7 +59,9 @@ static int by_size_desc(const void *a, const void *b) {
   return x->v < y->v ? -1 : x->v > y->v;
 }
 
-MemPlan *memplan_build(IrGraph *g, const TrainCfg *t) {
+MemPlan *memplan_build(IrGraph *g, const Program *prog) {
+  const TrainCfg *t = &prog->train_cfg;
+  int64_t dp = prog->par.dp.i, zero = prog->par.zero.i;
   Arena *a = g->arena;
   MemPlan *m = arena_alloc(a, sizeof *m);
   m->n = g->n;
@@ -79,9 +81,13 @@ MemPlan *memplan_build(IrGraph *g, const TrainCfg *t) {
       m->offset[gr] = m->offset[p];
     }
   }
+  /* ZeRO partitions the flat parameter slab into dp equal shards (the
+   * slab is padded so that every shard is whole and 64-byte aligned); each
+   * rank keeps the optimizer state of its shard only. */
+  if (zero >= 1 && dp > 1) m->bytes[MEM_PARAMS] = (m->bytes[MEM_PARAMS] + dp * ALIGN - 1) / (dp * ALIGN) * (dp * ALIGN);
   if (g->grad_of) m->bytes[MEM_GRADS] = m->bytes[MEM_PARAMS];
   int nstate = t->opt == OPT_ADAMW ? 2 : (t->momentum > 0 ? 1 : 0);
-  m->bytes[MEM_OPTSTATE] = nstate * m->bytes[MEM_PARAMS];
+  m->bytes[MEM_OPTSTATE] = nstate * m->bytes[MEM_PARAMS] / (zero >= 1 ? dp : 1);
   for (int i = 0; i < g->ninputs; i++) {
     ValId v = g->inputs[i];
     m->cat[v] = MEM_DATA;

@@ -69,6 +69,7 @@ typedef struct {
   int64_t warmup, steps, seed, log_every, eval_every, save_every;
   int64_t dp;         /* data-parallel ranks; the program checks it was launched so */
   int64_t grad_accum; /* micro-steps per optimizer step */
+  int64_t zero;       /* ZeRO stage: 1 shards optimizer state, 2 also gradients */
   const char *const *prof_names; /* the profile slots (op kinds, forward and backward) */
   int nprof;
   void (*forward)(DstRun *r);

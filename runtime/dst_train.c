@@ -128,6 +128,10 @@ typedef struct {
   DstMesh *mesh;
   DstComm *dp;    /* the data-parallel group */
   int rank, world; /* this rank's place in it */
+  double comm_bytes; /* sent per rank by the driver's collectives (ring volume) */
+  bool sharded;    /* ZeRO: optimizer state (and with stage 2 the reduced
+                      gradients) cover this rank's shard of the flat slab */
+  int64_t lo, n;   /* the shard, in floats: [lo, lo + n) */
   float *mom1, *mom2;
   DstDataLoader *train, *val;
   int B, T;
@@ -362,7 +366,8 @@ static void write_st(const DstModel *m, const char *path, const char *prefix, co
   dst_free(names);
 }
 
-static void save_checkpoint(Trainer *t, const char *dir, int64_t step, int64_t keep) {
+static void save_checkpoint(Trainer *t, const char *dir, int64_t step, int64_t keep, const float *mom1,
+                            const float *mom2) {
   const DstModel *m = t->m;
   char tmp[4096], final[4096], path[4200];
   if (mkdir(dir, 0777) != 0 && errno != EEXIST) dst_fatal("cannot create checkpoint directory %s: %s", dir, strerror(errno));
@@ -373,15 +378,15 @@ static void save_checkpoint(Trainer *t, const char *dir, int64_t step, int64_t k
   const char *pbase[1] = {t->r.params};
   snprintf(path, sizeof path, "%s/model.safetensors", tmp);
   write_st(m, path, "", t->r.params, step, t->train->pos, params_checksum(m, pbase, 1));
-  if (t->mom1) {
-    const char *obase[2] = {(const char *)t->mom1, (const char *)t->mom2};
-    int nb = t->mom2 ? 2 : 1;
+  if (mom1) {
+    const char *obase[2] = {(const char *)mom1, (const char *)mom2};
+    int nb = mom2 ? 2 : 1;
     uint64_t sum = params_checksum(m, obase, nb);
     snprintf(path, sizeof path, "%s/optim_m.safetensors", tmp);
-    write_st(m, path, "m.", (const char *)t->mom1, step, t->train->pos, sum);
-    if (t->mom2) {
+    write_st(m, path, "m.", (const char *)mom1, step, t->train->pos, sum);
+    if (mom2) {
       snprintf(path, sizeof path, "%s/optim_v.safetensors", tmp);
-      write_st(m, path, "v.", (const char *)t->mom2, step, t->train->pos, sum);
+      write_st(m, path, "v.", (const char *)mom2, step, t->train->pos, sum);
     }
   }
   fsync_path(tmp);
@@ -394,6 +399,27 @@ static void save_checkpoint(Trainer *t, const char *dir, int64_t step, int64_t k
     snprintf(final, sizeof final, "%s/step-%08lld", dir, (long long)steps[i]);
     remove_dir(final);
   }
+}
+
+/* Whole-slab views of the optimizer moments: the buffers themselves, or
+ * with ZeRO (each rank holding a shard) gathered copies, which the caller
+ * frees with release_moments. Every rank must call it (it communicates). */
+static void gather_moments(Trainer *t, float **m1, float **m2) {
+  *m1 = t->mom1;
+  *m2 = t->mom2;
+  if (!t->sharded || !t->mom1) return;
+  size_t bytes = (size_t)t->m->params_bytes;
+  *m1 = dst_malloc(bytes, DST_MEM_OTHER, "checkpoint gather");
+  dst_comm_allgather(t->dp, t->mom1, *m1, (size_t)t->n, DST_COMM_F32);
+  if (t->mom2) {
+    *m2 = dst_malloc(bytes, DST_MEM_OTHER, "checkpoint gather");
+    dst_comm_allgather(t->dp, t->mom2, *m2, (size_t)t->n, DST_COMM_F32);
+  }
+}
+
+static void release_moments(Trainer *t, float *m1, float *m2) {
+  if (m1 != t->mom1) dst_free(m1);
+  if (m2 != t->mom2) dst_free(m2);
 }
 
 /* Loads one checkpoint file into base, verifying the model and checksum
@@ -464,16 +490,28 @@ static int64_t resume(Trainer *t, const char *where) {
   int64_t step = meta_int(m, path, "step");
   t->train->pos = (uint64_t)meta_int(m, path, "data_pos");
   if (t->mom1) {
+    /* The files hold whole tensors; a ZeRO rank keeps its shard of them. */
     char pm[4200], pv[4200];
-    snprintf(pm, sizeof pm, "%s/optim_m.safetensors", dir);
-    load_ckpt_file(m, pm, "m.", (char *)t->mom1);
-    const char *ob[2] = {(const char *)t->mom1, (const char *)t->mom2};
-    if (t->mom2) {
-      snprintf(pv, sizeof pv, "%s/optim_v.safetensors", dir);
-      load_ckpt_file(m, pv, "v.", (char *)t->mom2);
+    float *m1 = t->mom1, *m2 = t->mom2;
+    if (t->sharded) {
+      m1 = dst_calloc(1, (size_t)m->params_bytes, DST_MEM_OTHER, "checkpoint load");
+      m2 = t->mom2 ? dst_calloc(1, (size_t)m->params_bytes, DST_MEM_OTHER, "checkpoint load") : NULL;
     }
-    verify_checksum(m, pm, ob, t->mom2 ? 2 : 1);
+    snprintf(pm, sizeof pm, "%s/optim_m.safetensors", dir);
+    load_ckpt_file(m, pm, "m.", (char *)m1);
+    const char *ob[2] = {(const char *)m1, (const char *)m2};
+    if (m2) {
+      snprintf(pv, sizeof pv, "%s/optim_v.safetensors", dir);
+      load_ckpt_file(m, pv, "v.", (char *)m2);
+    }
+    verify_checksum(m, pm, ob, m2 ? 2 : 1);
     if (meta_int(m, pm, "step") != step) dst_fatal("cannot resume: %s and %s are of different steps", path, pm);
+    if (t->sharded) {
+      memcpy(t->mom1, m1 + t->lo, sizeof(float) * (size_t)t->n);
+      if (m2) memcpy(t->mom2, m2 + t->lo, sizeof(float) * (size_t)t->n);
+      dst_free(m1);
+      dst_free(m2);
+    }
   }
   return step;
 }
@@ -510,31 +548,61 @@ static float compute(Trainer *t, int64_t step) {
   }
   t->r.acc = false;
   size_t n = (size_t)t->m->params_bytes / 4;
-  if (t->world > 1) {
+  float *g = (float *)t->r.grads;
+  if (t->world > 1 && t->m->zero >= 2) {
+    /* ZeRO-2: each rank receives the sum of its shard only. */
+    dst_comm_set_label("gradients");
+    dst_comm_reduce_scatter(t->dp, g, g, (size_t)t->n, DST_COMM_F32, DST_COMM_SUM);
+    t->comm_bytes += (double)(t->world - 1) * (double)t->n * 4;
+    if (t->lo) memmove(g + t->lo, g, sizeof(float) * (size_t)t->n);
+  } else if (t->world > 1) {
     /* Gradients of the global mean loss: the mean of the ranks' gradients. */
     dst_comm_set_label("gradients");
-    dst_comm_allreduce(t->dp, t->r.grads, t->r.grads, n, DST_COMM_F32, DST_COMM_SUM);
+    dst_comm_allreduce(t->dp, g, g, n, DST_COMM_F32, DST_COMM_SUM);
+    t->comm_bytes += 2.0 * (double)(t->world - 1) / t->world * (double)n * 4;
   }
-  if (t->world * ga > 1) k_scale((float *)t->r.grads, (const float *)t->r.grads, 1.0f / (float)(t->world * ga), (int64_t)n);
+  /* ZeRO-2 holds only its shard reduced; otherwise every rank holds it all */
+  bool own = t->world > 1 && t->m->zero >= 2;
+  int64_t lo = own ? t->lo : 0, cnt = own ? t->n : (int64_t)n;
+  if (t->world * ga > 1) k_scale(g + lo, g + lo, 1.0f / (float)(t->world * ga), cnt);
   return (float)dp_mean(t, loss / (double)ga);
 }
 
+/* The global gradient norm: over this rank's shard, summed over ranks when
+ * the shards differ (ZeRO-2 holds only its own reduced shard). */
 static double grad_norm(Trainer *t) {
-  return sqrt(k_global_norm_sq((const float *)t->r.grads, t->m->params_bytes / 4));
+  double sq = k_global_norm_sq((const float *)t->r.grads + t->lo, t->n);
+  if (t->sharded && t->m->zero >= 2) dst_comm_allreduce(t->dp, &sq, &sq, 1, DST_COMM_F64, DST_COMM_SUM);
+  else if (t->sharded) sq = k_global_norm_sq((const float *)t->r.grads, t->m->params_bytes / 4);
+  return sqrt(sq);
 }
 
+/* The optimizer step on this rank's shard [lo, lo + n) of the flat slab
+ * (the whole slab without ZeRO): each parameter's overlap with the shard is
+ * updated with that parameter's settings, the moments indexed from lo. With
+ * ZeRO the updated shards are then gathered, so every rank holds all the
+ * parameters again. */
 static void update(Trainer *t, int64_t step, double lr) {
   const DstModel *m = t->m;
+  float *params = (float *)t->r.params;
+  const float *grads = (const float *)t->r.grads;
   for (int i = 0; i < m->nparams; i++) {
     const DstParamInfo *p = &m->params[i];
-    float *x = (float *)(t->r.params + p->offset);
-    const float *gr = (const float *)(t->r.grads + p->offset);
+    int64_t b = p->offset / 4, e = b + p->numel;
+    if (b < t->lo) b = t->lo;
+    if (e > t->lo + t->n) e = t->lo + t->n;
+    if (b >= e) continue;
     float wd = p->decay ? m->weight_decay : 0.0f;
-    size_t off = (size_t)p->offset / 4;
+    float *m1 = t->mom1 ? t->mom1 + (b - t->lo) : NULL, *m2 = t->mom2 ? t->mom2 + (b - t->lo) : NULL;
     if (m->opt == DST_OPT_ADAMW)
-      k_adamw_update(x, gr, t->mom1 + off, t->mom2 + off, p->numel, (float)lr, m->beta1, m->beta2, m->eps, wd, step);
+      k_adamw_update(params + b, grads + b, m1, m2, e - b, (float)lr, m->beta1, m->beta2, m->eps, wd, step);
     else
-      k_sgd_update(x, gr, t->mom1 ? t->mom1 + off : NULL, p->numel, (float)lr, m->momentum, wd, m->nesterov);
+      k_sgd_update(params + b, grads + b, m1, e - b, (float)lr, m->momentum, wd, m->nesterov);
+  }
+  if (t->sharded) {
+    dst_comm_set_label("parameters");
+    dst_comm_allgather(t->dp, params + t->lo, params, (size_t)t->n, DST_COMM_F32);
+    t->comm_bytes += (double)(t->world - 1) * (double)t->n * 4;
   }
 }
 
@@ -770,8 +838,11 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   t.r.arena = slab(m->arena_bytes, DST_MEM_ACTS, "activations");
   t.r.data = slab(m->data_bytes, DST_MEM_DATA, "inputs");
   t.r.work = slab(m->work_bytes, DST_MEM_WORKSPACE, "workspace");
+  t.sharded = m->zero >= 1 && t.world > 1;
+  t.n = m->params_bytes / 4 / (t.sharded ? t.world : 1);
+  t.lo = t.sharded ? (int64_t)t.rank * t.n : 0;
   if (m->optstate_bytes) {
-    size_t half = (size_t)m->params_bytes;
+    size_t half = (size_t)t.n * 4;
     char *st = slab(m->optstate_bytes, DST_MEM_OPTIM, "optimizer state");
     t.mom1 = (float *)st;
     t.mom2 = m->optstate_bytes >= 2 * (int64_t)half ? (float *)(st + half) : NULL;
@@ -823,8 +894,8 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
       dst_fatal("step %lld: the loss is %s; stopping (try a lower learning rate or gradient clipping)",
                 (long long)step, isnan(loss) ? "NaN" : "infinite");
     double norm = grad_norm(&t);
-    if (m->clip > 0 && norm > m->clip) k_scale((float *)t.r.grads, (const float *)t.r.grads, (float)(m->clip / norm),
-                                               m->params_bytes / 4);
+    if (m->clip > 0 && norm > m->clip)
+      k_scale((float *)t.r.grads + t.lo, (const float *)t.r.grads + t.lo, (float)(m->clip / norm), t.n);
     double lr = lr_at(m, step, o.steps);
     update(&t, step, lr);
     dst_timer_stop(&timer);
@@ -838,8 +909,12 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
              dst_timer_last_tok_per_sec(&timer));
     else if (tty)
       printf("\r\033[Kstep %5lld/%lld | loss %.6f", (long long)step, (long long)o.steps, loss), fflush(stdout);
-    if (o.save_every && lead && (step % o.save_every == 0 || step == o.steps))
-      save_checkpoint(&t, o.ckpt_dir, step, o.keep);
+    if (o.save_every && (step % o.save_every == 0 || step == o.steps)) {
+      float *m1, *m2;
+      gather_moments(&t, &m1, &m2);
+      if (lead) save_checkpoint(&t, o.ckpt_dir, step, o.keep, m1, m2);
+      release_moments(&t, m1, m2);
+    }
     if (t.val && o.eval_every && step % o.eval_every == 0) {
       double vl = evaluate(&t);
       if (lead) printf("step %5lld | val loss %.6f\n", (long long)step, vl);
@@ -848,6 +923,9 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   if (tty) printf("\r\033[K");
   if (losslog) fclose(losslog);
   if (t.r.prof && o.steps > 0) print_profile(m, t.r.prof, o.steps, dst_timer_avg_ms(&timer) / 1e3);
+  if (t.world > 1 && o.steps >= first && lead)
+    printf("communication: %.2f MiB per rank per step in gradient and parameter collectives (ring volume)\n",
+           t.comm_bytes / (double)(o.steps - first + 1) / (1 << 20));
   if (o.steps > 0 && lead) {
     double tps = dst_timer_avg_tok_per_sec(&timer);
     printf("done: loss %.4f -> %.4f | %.1f ms/step | %.0f tok/s | %.2f GFLOP/s\n", first_loss, last_loss,
