@@ -129,6 +129,7 @@ typedef struct {
   DstComm *dp;    /* the data-parallel group */
   int rank, world; /* this rank's place in it */
   double comm_bytes; /* sent per rank by the driver's collectives (ring volume) */
+  double comm_sec;   /* time spent waiting in them */
   bool sharded;    /* ZeRO: optimizer state (and with stage 2 the reduced
                       gradients) cover this rank's shard of the flat slab */
   int64_t lo, n;   /* the shard, in floats: [lo, lo + n) */
@@ -549,6 +550,7 @@ static float compute(Trainer *t, int64_t step) {
   t->r.acc = false;
   size_t n = (size_t)t->m->params_bytes / 4;
   float *g = (float *)t->r.grads;
+  double c0 = dst_now_sec();
   if (t->world > 1 && t->m->zero >= 2) {
     /* ZeRO-2: each rank receives the sum of its shard only. */
     dst_comm_set_label("gradients");
@@ -561,6 +563,7 @@ static float compute(Trainer *t, int64_t step) {
     dst_comm_allreduce(t->dp, g, g, n, DST_COMM_F32, DST_COMM_SUM);
     t->comm_bytes += 2.0 * (double)(t->world - 1) / t->world * (double)n * 4;
   }
+  t->comm_sec += dst_now_sec() - c0;
   /* ZeRO-2 holds only its shard reduced; otherwise every rank holds it all */
   bool own = t->world > 1 && t->m->zero >= 2;
   int64_t lo = own ? t->lo : 0, cnt = own ? t->n : (int64_t)n;
@@ -601,7 +604,9 @@ static void update(Trainer *t, int64_t step, double lr) {
   }
   if (t->sharded) {
     dst_comm_set_label("parameters");
+    double c0 = dst_now_sec();
     dst_comm_allgather(t->dp, params + t->lo, params, (size_t)t->n, DST_COMM_F32);
+    t->comm_sec += dst_now_sec() - c0;
     t->comm_bytes += (double)(t->world - 1) * (double)t->n * 4;
   }
 }
@@ -924,8 +929,9 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   if (losslog) fclose(losslog);
   if (t.r.prof && o.steps > 0) print_profile(m, t.r.prof, o.steps, dst_timer_avg_ms(&timer) / 1e3);
   if (t.world > 1 && o.steps >= first && lead)
-    printf("communication: %.2f MiB per rank per step in gradient and parameter collectives (ring volume)\n",
-           t.comm_bytes / (double)(o.steps - first + 1) / (1 << 20));
+    printf("communication: %.2f MiB per rank per step in gradient and parameter collectives (ring volume); "
+           "%.1f ms per step waiting in them\n",
+           t.comm_bytes / (double)(o.steps - first + 1) / (1 << 20), 1e3 * t.comm_sec / (double)(o.steps - first + 1));
   if (o.steps > 0 && lead) {
     double tps = dst_timer_avg_tok_per_sec(&timer);
     printf("done: loss %.4f -> %.4f | %.1f ms/step | %.0f tok/s | %.2f GFLOP/s\n", first_loss, last_loss,

@@ -53,6 +53,24 @@ if [[ -n $last ]] && $gpt --data "$data" --steps $((n + 2)) --resume c3 > out3 2
    grep -q "resumed from c3 after step $n" out3 && grep -q "done: loss" out3; then ok; else
   bad "resume after SIGKILL (last checkpoint: ${last:-none})"; cat out3; fi
 
+# 3b. SIGKILL of one rank of a 2-rank run: the job ends non-zero within
+# seconds (not at a timeout), naming the dead process, and its last
+# checkpoint loads.
+mpirun -np 2 "$tmp/b2/gpt" --data "$data" --steps 100000 --save-every 3 --checkpoint-dir c6 --quiet > out6 2>&1 &
+mp=$!
+for _ in $(seq 300); do [[ -d c6/step-00000006 ]] && break; sleep 0.05; done
+victim=$(pgrep -f "$tmp/b2/gpt" | tail -n 1)
+t0=$(date +%s)
+kill -9 "$victim"
+wait $mp
+rc=$?
+t1=$(date +%s)
+if [[ $rc != 0 && $((t1 - t0)) -le 10 ]] && grep -qiE "signal 9|killed" out6; then ok; else
+  bad "killed rank: status $rc after $((t1 - t0)) s"; cat out6; fi
+last=$(ls c6 | grep '^step-' | sort | tail -n 1)
+if [[ -n $last ]] && $gpt --data "$data" --steps $((10#${last#step-} + 1)) --resume c6 --quiet > /dev/null 2>&1; then ok; else
+  bad "the last checkpoint of the killed run does not load"; fi
+
 # 4. Corrupt, truncated and wrong-model checkpoints are refused.
 cp -r c1/step-00000010 corrupt
 printf '\001' | dd of=corrupt/model.safetensors bs=1 seek=5000 conv=notrunc 2> /dev/null
