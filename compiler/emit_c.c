@@ -27,6 +27,10 @@ typedef struct {
                        write operand k's gradient and overwrites it (no
                        zeroing needed) */
   bool *nozero;     /* per GRAD node: its first writer overwrites it */
+  int *bucket_at;   /* per node: the first bucket completed right after it, or -1 */
+  int *bucket_cnt;  /* per node: how many (consecutive) buckets complete there */
+  int64_t (*buckets)[2]; /* offset, bytes */
+  int nbuckets;
 } Emit;
 
 /* How a backward rule writes operand k's gradient. A parameter gradient is
@@ -760,6 +764,79 @@ static double step_flops(const IrGraph *g) {
   return fl;
 }
 
+typedef struct {
+  ValId param;
+  int last; /* the last backward node writing its gradient */
+} Ready;
+
+static int by_last(const void *a, const void *b) {
+  const Ready *x = a, *y = b;
+  return x->last != y->last ? (x->last > y->last) - (x->last < y->last) : (x->param > y->param) - (x->param < y->param);
+}
+
+/* Gradient buckets for data parallelism: parameters in the order their
+ * gradients become final in the backward pass, grouped while they stay
+ * contiguous in the slab and under bucket_mb; each bucket is reduced as soon
+ * as its last gradient is written (overlapping the rest of the backward). */
+static void plan_buckets(Emit *e, const Program *p) {
+  const IrGraph *g = e->g;
+  e->bucket_at = malloc(sizeof(int) * (size_t)g->n);
+  e->bucket_cnt = calloc((size_t)g->n, sizeof(int));
+  if (!e->bucket_at || !e->bucket_cnt) die("out of memory");
+  for (int i = 0; i < g->n; i++) e->bucket_at[i] = -1;
+  e->nbuckets = 0;
+  if (p->par.dp.i <= 1 || p->par.zero.i >= 2 || !g->grad_of) return;
+  int *last = calloc((size_t)g->n, sizeof(int));
+  Ready *r = malloc(sizeof(Ready) * (size_t)(g->nparams + 1));
+  e->buckets = malloc(sizeof *e->buckets * (size_t)(g->nparams + 1));
+  if (!last || !r || !e->buckets) die("out of memory");
+  for (int i = g->nforward + 1; i < g->n; i++) {
+    const IrNode *b = &g->nodes[i];
+    if (b->op != OP_BACKWARD) continue;
+    for (uint32_t k = 0; k < b->nout; k++)
+      if (b->out[k]) last[b->out[k]] = i;
+  }
+  int nr = 0;
+  for (int i = 0; i < g->nparams; i++) {
+    ValId gr = g->grad_of[g->params[i]];
+    if (gr && last[gr]) r[nr++] = (Ready){g->params[i], last[gr]};
+  }
+  qsort(r, (size_t)nr, sizeof *r, by_last);
+  int64_t cap = (int64_t)(p->par.bucket_mb.f * (1 << 20));
+  int64_t lo = 0, hi = 0;
+  int at = -1;
+  for (int i = 0; i <= nr; i++) {
+    int64_t off = i < nr ? e->m->offset[r[i].param] : 0;
+    int64_t end = i < nr ? off + memplan_bytes(&g->nodes[r[i].param]) : 0;
+    int64_t aend = (end + 63) / 64 * 64;
+    bool adjacent = hi > lo && (off == hi || aend == lo);
+    if (i == nr || (hi > lo && (!adjacent || (hi - lo) + (aend - off) > cap))) {
+      if (hi > lo) {
+        e->buckets[e->nbuckets][0] = lo;
+        e->buckets[e->nbuckets][1] = hi - lo;
+        /* buckets are made in completion order, so those completing at the
+         * same node are consecutive */
+        if (!e->bucket_cnt[at]) e->bucket_at[at] = e->nbuckets;
+        e->bucket_cnt[at]++;
+        e->nbuckets++;
+      }
+      lo = hi = 0;
+      if (i == nr) break;
+    }
+    if (hi == lo) {
+      lo = off;
+      hi = aend;
+    } else if (off == hi) {
+      hi = aend;
+    } else {
+      lo = off;
+    }
+    at = r[i].last;
+  }
+  free(last);
+  free(r);
+}
+
 /* Whether a backward rule can overwrite operand k's gradient instead of
  * adding to it: it must write every element of it, in code we generate or
  * through a GEMM whose beta we choose. */
@@ -824,6 +901,7 @@ static void emit_timed(Emit *e, ValId id, int slot) {
 bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name) {
   Emit e = {.f = f, .g = g, .m = m, .d = p->diag};
   plan_overwrites(&e);
+  plan_buckets(&e, p);
   /* Workspace: the cross-entropy per-row losses and their gradients. */
   int64_t ce_rows = 0;
   for (int i = 1; i <= g->nforward; i++)
@@ -888,6 +966,10 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
   for (int k = 0; k < 2 * OP__COUNT; k++)
     fprintf(f, "  \"%s%s\",\n", op_info[k % OP__COUNT].name, k >= OP__COUNT ? ".backward" : "");
   fputs("};\n\n", f);
+  fprintf(f, "static const DstBucket buckets[%d] = {\n", e.nbuckets ? e.nbuckets : 1);
+  for (int i = 0; i < e.nbuckets; i++)
+    fprintf(f, "  {%" PRId64 ", %" PRId64 "},\n", e.buckets[i][0], e.buckets[i][1]);
+  fputs("};\n\n", f);
   fputs("static void forward(DstRun *r) {\n", f);
   for (int i = 1; i <= g->nforward; i++) emit_timed(&e, (ValId)i, g->nodes[i].op);
   fputs("}\n\nstatic void backward(DstRun *r) {\n", f);
@@ -895,6 +977,8 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
     const IrNode *n = &g->nodes[i];
     if (n->op == OP_BACKWARD) emit_timed(&e, (ValId)i, OP__COUNT + g->nodes[n->iattr[0]].op);
     else if (n->op == OP_GRAD) emit_timed(&e, (ValId)i, OP_GRAD);
+    for (int k = 0; k < e.bucket_cnt[i]; k++)
+      fprintf(f, "  if (r->bucket_ready) r->bucket_ready(r, %d);\n", e.bucket_at[i] + k);
   }
   fputs("}\n\n", f);
 
@@ -931,11 +1015,14 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
              ", .eval_every = %" PRId64 ", .save_every = %" PRId64 ",\n",
           t->warmup, t->steps, t->seed, t->log_every, t->eval_every, t->save_every);
   fprintf(f, "  .prof_names = prof_names, .nprof = %d,\n", 2 * OP__COUNT);
-  fprintf(f, "  .dp = %lld, .grad_accum = %lld, .zero = %lld,\n", (long long)p->par.dp.i,
-          (long long)p->par.grad_accum.i, (long long)p->par.zero.i);
+  fprintf(f, "  .dp = %lld, .grad_accum = %lld, .zero = %lld, .buckets = buckets, .nbuckets = %d,\n",
+          (long long)p->par.dp.i, (long long)p->par.grad_accum.i, (long long)p->par.zero.i, e.nbuckets);
   fputs("  .forward = forward, .backward = backward,\n};\n\n", f);
   fputs("int main(int argc, char **argv) { return dst_train_main(&dst_model, argc, argv); }\n", f);
   free(e.ow);
   free(e.nozero);
+  free(e.bucket_at);
+  free(e.bucket_cnt);
+  free(e.buckets);
   return !e.failed;
 }

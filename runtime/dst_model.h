@@ -47,7 +47,18 @@ typedef struct DstRun {
   double *prof;       /* seconds per profile slot (--profile), or NULL */
   bool acc;           /* a later micro-step of gradient accumulation: parameter
                          gradients add to what earlier micro-steps wrote */
+  /* Called by the backward code as soon as every gradient in bucket k is
+   * final (data parallelism: the driver starts that bucket's reduction
+   * while the rest of the backward pass runs). NULL: no call. */
+  void (*bucket_ready)(struct DstRun *r, int k);
+  void *ctx;          /* the driver's, for bucket_ready */
 } DstRun;
+
+/* A gradient bucket: a contiguous byte range of the gradient slab whose
+ * parameters' gradients are all final at the same point of the backward. */
+typedef struct {
+  int64_t offset, bytes;
+} DstBucket;
 
 typedef struct {
   const char *name, *source;
@@ -70,6 +81,8 @@ typedef struct {
   int64_t dp;         /* data-parallel ranks; the program checks it was launched so */
   int64_t grad_accum; /* micro-steps per optimizer step */
   int64_t zero;       /* ZeRO stage: 1 shards optimizer state, 2 also gradients */
+  const DstBucket *buckets; /* in the order the backward pass completes them */
+  int nbuckets;
   const char *const *prof_names; /* the profile slots (op kinds, forward and backward) */
   int nprof;
   void (*forward)(DstRun *r);

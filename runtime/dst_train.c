@@ -130,6 +130,9 @@ typedef struct {
   int rank, world; /* this rank's place in it */
   double comm_bytes; /* sent per rank by the driver's collectives (ring volume) */
   double comm_sec;   /* time spent waiting in them */
+  DstCommReq *reqs;  /* bucket reductions in flight */
+  int nreqs;
+  bool reducing;     /* this micro-step's buckets are reduced as they complete */
   bool sharded;    /* ZeRO: optimizer state (and with stage 2 the reduced
                       gradients) cover this rank's shard of the flat slab */
   int64_t lo, n;   /* the shard, in floats: [lo, lo + n) */
@@ -527,6 +530,20 @@ static double lr_at(const DstModel *m, int64_t step, int64_t steps) {
   return m->min_lr + 0.5 * (lr - m->min_lr) * (1.0 + cos(M_PI * progress));
 }
 
+/* Starts the reduction of a bucket whose gradients the backward pass has
+ * just finished, and lets the earlier ones progress. */
+static void on_bucket(DstRun *r, int k) {
+  Trainer *t = r->ctx;
+  if (!t->reducing) return;
+  const DstBucket *b = &t->m->buckets[k];
+  float *p = (float *)(t->r.grads + b->offset);
+  dst_comm_set_label("gradient bucket");
+  t->reqs[t->nreqs++] = dst_comm_iallreduce(t->dp, p, p, (size_t)b->bytes / 4, DST_COMM_F32, DST_COMM_SUM);
+  t->comm_bytes += 2.0 * (double)(t->world - 1) / t->world * (double)b->bytes;
+  for (int i = 0; i + 1 < t->nreqs; i++)
+    if (t->reqs[i].active) dst_comm_test(&t->reqs[i]);
+}
+
 /* One optimizer step's gradients: forward and backward on each of the
  * grad_accum micro-batches (parameter gradients add up over them), then the
  * mean over micro-steps and data-parallel ranks. Returns the loss, the mean
@@ -538,9 +555,12 @@ static float compute(Trainer *t, int64_t step) {
   double loss = 0;
   t->r.training = true;
   t->r.step = step;
+  bool overlap = t->world > 1 && t->m->zero < 2 && t->m->nbuckets > 0;
+  t->nreqs = 0;
   for (int64_t k = 0; k < ga; k++) {
     if (k > 0) load_batch(t, t->train);
     t->r.acc = k > 0;
+    t->reducing = overlap && k == ga - 1; /* reduce once, after the last micro-step's gradients */
     t->m->forward(&t->r);
     check_run(t, step);
     t->m->backward(&t->r);
@@ -551,7 +571,10 @@ static float compute(Trainer *t, int64_t step) {
   size_t n = (size_t)t->m->params_bytes / 4;
   float *g = (float *)t->r.grads;
   double c0 = dst_now_sec();
-  if (t->world > 1 && t->m->zero >= 2) {
+  t->reducing = false;
+  if (overlap) {
+    dst_comm_wait_all(t->reqs, t->nreqs);
+  } else if (t->world > 1 && t->m->zero >= 2) {
     /* ZeRO-2: each rank receives the sum of its shard only. */
     dst_comm_set_label("gradients");
     dst_comm_reduce_scatter(t->dp, g, g, (size_t)t->n, DST_COMM_F32, DST_COMM_SUM);
@@ -764,6 +787,7 @@ static void trainer_free(Trainer *t) {
   dst_free(t->tok);
   dst_free(t->tgt);
   dst_free(t->r.prof);
+  dst_free(t->reqs);
   if (t->train) dst_data_close(t->train);
   if (t->val) dst_data_close(t->val);
 }
@@ -843,6 +867,11 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   t.r.arena = slab(m->arena_bytes, DST_MEM_ACTS, "activations");
   t.r.data = slab(m->data_bytes, DST_MEM_DATA, "inputs");
   t.r.work = slab(m->work_bytes, DST_MEM_WORKSPACE, "workspace");
+  t.r.ctx = &t;
+  if (t.world > 1 && m->zero < 2 && m->nbuckets > 0) {
+    t.r.bucket_ready = on_bucket;
+    t.reqs = dst_calloc((size_t)m->nbuckets, sizeof(DstCommReq), DST_MEM_OTHER, "bucket requests");
+  }
   t.sharded = m->zero >= 1 && t.world > 1;
   t.n = m->params_bytes / 4 / (t.sharded ? t.world : 1);
   t.lo = t.sharded ? (int64_t)t.rank * t.n : 0;
