@@ -12,8 +12,13 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cc -O2 "$here/bench/sgemm.c" -o "$tmp/sgemm" -I/usr/include/x86_64-linux-gnu/openblas-pthread -lopenblas
-sg=$("$tmp/sgemm" | awk '/1024x1024/{print $3}')
-echo "OpenBLAS sgemm (1024^3, all cores): $sg GFLOP/s"
+# The bound: the best of three measurements (a busy moment only lowers it).
+sg=0
+for _ in 1 2 3; do
+  v=$("$tmp/sgemm" | awk '/1024x1024/{print $3}')
+  if awk "BEGIN{exit !($v > $sg)}"; then sg=$v; fi
+done
+echo "OpenBLAS sgemm (1024^3, all cores, best of 3): $sg GFLOP/s"
 head -c 200000 /dev/urandom > "$tmp/data.txt" # bytes as tokens; content does not matter for speed
 
 bench() {
