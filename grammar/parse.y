@@ -20,6 +20,7 @@ typedef struct ParseCtx {
   DiagSink *diag;
   Lexer lx;
   Node *root;
+  NodeList partial; /* declarations so far, kept if recovery never completes */
   bool too_deep;   /* an expression exceeded DST_MAX_NESTING levels */
 } ParseCtx;
 #define YYLLOC_DEFAULT(Cur, Rhs, N)                                         \
@@ -124,7 +125,7 @@ static Node *named(ParseCtx *ctx, NodeKind k, const char *name, Loc nloc, Loc lo
 %type <node> formal member param_member layer_member input_member forward_member if_member
 %type <node> tensor_type init_spec annot stmt if_stmt expr postfix primary arg instantiation
 %type <list> decls consts formals formals_opt members annots stmts keyvals args args_opt
-%type <list> expr_list idents idents_opt targets
+%type <list> expr_list idents idents_opt targets stmts_block
 
 %%
 
@@ -134,7 +135,7 @@ file
 
 decls
   : %empty { memset(&$$, 0, sizeof $$); }
-  | decls decl { $$ = $1; if ($2) ast_push(ctx->arena, &$$, $2); }
+  | decls decl { $$ = $1; if ($2) ast_push(ctx->arena, &$$, $2); ctx->partial = $$; }
   ;
 
 /* decl = import | config | block | model | train | parallel */
@@ -250,10 +251,10 @@ input_member
 
 /* forward = "forward" [ "(" [ IDENT { "," IDENT } ] ")" ] "{" { stmt } "}" */
 forward_member
-  : KW_FORWARD '(' idents_opt ')' '{' stmts '}' {
-      $$ = mk(ctx, N_FORWARD, @1); $$->list = $3; $$->list2 = $6; $$->ival = 1;
+  : KW_FORWARD '(' idents_opt ')' stmts_block {
+      $$ = mk(ctx, N_FORWARD, @1); $$->list = $3; $$->list2 = $5; $$->ival = 1;
     }
-  | KW_FORWARD '{' stmts '}' { $$ = mk(ctx, N_FORWARD, @1); $$->list2 = $3; }
+  | KW_FORWARD stmts_block { $$ = mk(ctx, N_FORWARD, @1); $$->list2 = $2; }
   ;
 
 if_member
@@ -290,6 +291,13 @@ stmts
   | stmts error ';' { $$ = $1; }
   ;
 
+/* A statement list also resynchronizes at its closing brace, so a missing
+ * ';' before '}' does not swallow the declarations that follow. */
+stmts_block
+  : '{' stmts '}' { $$ = $2; }
+  | '{' stmts error '}' { $$ = $2; }
+  ;
+
 /* stmt = IDENT { "," IDENT } "=" expr ";" | "return" expr ";" | "minimize" expr ";" | if */
 stmt
   : targets '=' expr ';' { $$ = mk(ctx, N_ASSIGN, @$); $$->list = $1; $$->a = $3; }
@@ -304,9 +312,9 @@ targets
   ;
 
 if_stmt
-  : KW_IF expr '{' stmts '}' { $$ = mk(ctx, N_IF, @1); $$->a = $2; $$->list = $4; }
-  | KW_IF expr '{' stmts '}' KW_ELSE '{' stmts '}' {
-      $$ = mk(ctx, N_IF, @1); $$->a = $2; $$->list = $4; $$->list2 = $8;
+  : KW_IF expr stmts_block { $$ = mk(ctx, N_IF, @1); $$->a = $2; $$->list = $3; }
+  | KW_IF expr stmts_block KW_ELSE stmts_block {
+      $$ = mk(ctx, N_IF, @1); $$->a = $2; $$->list = $3; $$->list2 = $5;
     }
   ;
 
@@ -438,8 +446,10 @@ Node *parse_file(Arena *a, DiagSink *d, uint32_t file) {
   lex_init(&ctx.lx, a, d, file);
   dstyyparse(&ctx);
   if (!ctx.root || ctx.too_deep || ctx.lx.depth_reported) {
+    /* What was recovered before parsing gave up (too deep: nothing, since
+     * the tree may hold the over-deep expression). */
     Node *f = ast_new(a, N_FILE, (Loc){file, 0, 0});
-    if (ctx.root && !ctx.too_deep && !ctx.lx.depth_reported) f->list = ctx.root->list;
+    if (!ctx.too_deep && !ctx.lx.depth_reported) f->list = ctx.root ? ctx.root->list : ctx.partial;
     return f;
   }
   return ctx.root;
