@@ -225,24 +225,30 @@ void diag_print(DiagSink *d, FILE *out, bool color) {
             DST_MAX_ERRORS);
 }
 
+/* Optimal-string-alignment distance: insertions, deletions, substitutions
+ * and transpositions of neighbours (so "bf61" is one edit from "bf16"). */
 int edit_distance(const char *a, const char *b) {
   size_t n = strlen(a), m = strlen(b);
   if (n > 64 || m > 64) return 1000;
-  int row[65];
-  for (size_t j = 0; j <= m; j++) row[j] = (int)j;
+  int rows[3][65];
+  int *pp = rows[0], *prev = rows[1], *cur = rows[2];
+  for (size_t j = 0; j <= m; j++) prev[j] = (int)j;
   for (size_t i = 1; i <= n; i++) {
-    int diag = row[0];
-    row[0] = (int)i;
+    cur[0] = (int)i;
     for (size_t j = 1; j <= m; j++) {
-      int up = row[j];
-      int best = diag + (a[i - 1] != b[j - 1]);
-      if (up + 1 < best) best = up + 1;
-      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-      row[j] = best;
-      diag = up;
+      int best = prev[j - 1] + (a[i - 1] != b[j - 1]);
+      if (prev[j] + 1 < best) best = prev[j] + 1;
+      if (cur[j - 1] + 1 < best) best = cur[j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && pp[j - 2] + 1 < best)
+        best = pp[j - 2] + 1;
+      cur[j] = best;
     }
+    int *t = pp;
+    pp = prev;
+    prev = cur;
+    cur = t;
   }
-  return row[m];
+  return prev[m];
 }
 
 const char *closest_name(const char *name, const char *const *cands, int n) {

@@ -494,7 +494,9 @@ static void lower_layer(Lower *L, Inst *in, Node *m) {
     return;
   }
   if (cnt.kind != CV_INT || cnt.i < 1 || cnt.i > DST_MAX_REPEAT) {
-    lerr(L, m->b->loc, "repeat count must be an integer from 1 to %d", DST_MAX_REPEAT);
+    char v[64];
+    const_format(v, sizeof v, cnt);
+    lerr(L, m->b->loc, "repeat count must be an integer from 1 to %d, not %s", DST_MAX_REPEAT, v);
     add_member(L, in, m->name, m, verr);
     return;
   }
