@@ -828,12 +828,16 @@ static char *slab(int64_t bytes, DstMemCat cat, const char *tag) {
 
 int dst_train_main(const DstModel *m, int argc, char **argv) {
   /* OpenMP's idle workers spin by default and steal the cores OpenBLAS's
-   * threads need (steps then take up to 10x longer at random). The policy
-   * is read when the OpenMP runtime loads, so set it and start again. */
-  if (!getenv("OMP_WAIT_POLICY") && !getenv("DST_NO_REEXEC")) {
-    setenv("OMP_WAIT_POLICY", "passive", 1);
+   * threads need (steps then take up to 10x longer at random), and
+   * OpenBLAS's own idle threads yield in a loop for a long while (about 10%
+   * of a step on 2 cores). Both settings are read when the libraries load,
+   * so set what the user has not and start again. */
+  if (!getenv("DST_NO_REEXEC") && (!getenv("OMP_WAIT_POLICY") || !getenv("OPENBLAS_THREAD_TIMEOUT"))) {
+    setenv("OMP_WAIT_POLICY", "passive", 0);
+    setenv("OPENBLAS_THREAD_TIMEOUT", "4", 0);
+    setenv("DST_NO_REEXEC", "1", 1);
     execv("/proc/self/exe", argv);
-    /* if that fails, run with the default policy */
+    /* if that fails, run with the defaults */
   }
   Options o = parse_args(m, argc, argv);
   dst_comm_init(&argc, &argv);
