@@ -416,6 +416,15 @@ typedef struct {
   int64_t *offset;    /* byte offset within its category's slab; -1 none */
   int64_t bytes[MEM__COUNT];
   int64_t *start, *end; /* lifetimes of arena values (schedule positions) */
+  int64_t slab_params;  /* bytes of the whole parameter slab (the layout
+                           every offset refers to; set by the emitter) */
+  /* ZeRO-2/3 with dp > 1 (set by the emitter, which partitions the slab
+   * into units): one rank's shard, the peak of gathered parameter units
+   * (stage 3) or the gather staging buffer (stage 2), and the peak of
+   * unreduced gradient units. bytes[] then hold the per-rank figures. */
+  int64_t zero_shard, zero_pbuf, zero_gbuf;
+  int zero_units;
+  double zero_comm; /* bytes each rank sends per step (ring collectives) */
 } MemPlan;
 
 MemPlan *memplan_build(IrGraph *g, const Program *prog);

@@ -31,6 +31,16 @@ typedef struct {
   int *bucket_cnt;  /* per node: how many (consecutive) buckets complete there */
   int64_t (*buckets)[2]; /* offset, bytes */
   int nbuckets;
+  /* ZeRO-2/3 (dp > 1): the buckets are the partition units of the slab.
+   * Gradients (and with stage 3 parameters) of unit u are addressed through
+   * r->gunit[u] (r->punit[u]), buffers the runtime fills and releases. */
+  bool zgrads, zparams;
+  int world;
+  int *by_lo;              /* unit indices sorted by offset */
+  int *stamp_p, *stamp_g;  /* per unit: the capture that last referenced it */
+  int stamp;
+  int *refs_p, *refs_g;    /* units the node being captured references */
+  int nrefs_p, nrefs_g;
 } Emit;
 
 /* How a backward rule writes operand k's gradient. A parameter gradient is
@@ -64,15 +74,45 @@ static const char *slab(MemCat c) {
   }
 }
 
+/* The partition unit holding byte `off` of the parameter slab. */
+static int unit_of(const Emit *e, int64_t off) {
+  int lo = 0, hi = e->nbuckets - 1;
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (e->buckets[e->by_lo[mid]][0] <= off) lo = mid;
+    else hi = mid - 1;
+  }
+  int u = e->by_lo[lo];
+  if (off < e->buckets[u][0] || off >= e->buckets[u][0] + e->buckets[u][1])
+    die("parameter byte %" PRId64 " is in no partition unit", off);
+  return u;
+}
+
+static void ref_unit(Emit *e, int u, bool grad) {
+  int *stamp = grad ? e->stamp_g : e->stamp_p;
+  if (stamp[u] == e->stamp) return;
+  stamp[u] = e->stamp;
+  if (grad) e->refs_g[e->nrefs_g++] = u;
+  else e->refs_p[e->nrefs_p++] = u;
+}
+
 /* A C expression for the address of value v ("F(arena, 4096)"). */
 static const char *P(Emit *e, ValId v) {
   static char bufs[16][64];
   static int k;
   char *b = bufs[k++ % 16];
   const IrNode *n = &e->g->nodes[v];
-  const char *s = slab((MemCat)e->m->cat[v]);
-  if (!s || e->m->offset[v] < 0) die("value %%%u (%s) has no storage", v, op_info[n->op].name);
-  snprintf(b, 64, "%s(%s, %" PRId64 ")", n->dtype == DT_I32 ? "I" : "F", s, e->m->offset[v]);
+  MemCat c = (MemCat)e->m->cat[v];
+  const char *s = slab(c);
+  int64_t off = e->m->offset[v];
+  if (!s || off < 0) die("value %%%u (%s) has no storage", v, op_info[n->op].name);
+  if ((c == MEM_PARAMS && e->zparams) || (c == MEM_GRADS && e->zgrads)) {
+    int u = unit_of(e, off);
+    ref_unit(e, u, c == MEM_GRADS);
+    snprintf(b, 64, "%s(%d, %" PRId64 ")", c == MEM_GRADS ? "GU" : "PU", u, off - e->buckets[u][0]);
+    return b;
+  }
+  snprintf(b, 64, "%s(%s, %" PRId64 ")", n->dtype == DT_I32 ? "I" : "F", s, off);
   return b;
 }
 
@@ -774,6 +814,43 @@ static int by_last(const void *a, const void *b) {
   return x->last != y->last ? (x->last > y->last) - (x->last < y->last) : (x->param > y->param) - (x->param < y->param);
 }
 
+/* ZeRO-2/3: the buckets become the partition units of the parameter slab,
+ * and parameters no gradient reaches get units of their own, so that every
+ * parameter belongs to exactly one unit (each rank owns 1/dp of every unit:
+ * its optimizer state, its reduced gradients and, at stage 3, its only copy
+ * of the parameters). */
+static void plan_units(Emit *e, int64_t cap) {
+  const IrGraph *g = e->g;
+  const int64_t(*b)[2] = (const int64_t(*)[2])e->buckets;
+  int64_t lo = 0, hi = 0;
+  for (int i = 0; i <= g->nparams; i++) {
+    int64_t off = 0, end = 0;
+    bool covered = true;
+    if (i < g->nparams) {
+      off = e->m->offset[g->params[i]];
+      end = (off + memplan_bytes(&g->nodes[g->params[i]]) + 63) / 64 * 64;
+      covered = false;
+      for (int k = 0; k < e->nbuckets && !covered; k++) covered = off >= b[k][0] && off < b[k][0] + b[k][1];
+    }
+    if (hi > lo && (covered || off != hi || (end - lo) > cap)) {
+      e->buckets[e->nbuckets][0] = lo;
+      e->buckets[e->nbuckets][1] = hi - lo;
+      e->nbuckets++;
+      lo = hi = 0;
+    }
+    if (covered) continue;
+    if (hi == lo) lo = off;
+    hi = end;
+  }
+  e->by_lo = malloc(sizeof(int) * (size_t)(e->nbuckets + 1));
+  if (!e->by_lo) die("out of memory");
+  for (int i = 0; i < e->nbuckets; i++) { /* insertion sort: units are few */
+    int j = i;
+    for (; j > 0 && e->buckets[e->by_lo[j - 1]][0] > e->buckets[i][0]; j--) e->by_lo[j] = e->by_lo[j - 1];
+    e->by_lo[j] = i;
+  }
+}
+
 /* Gradient buckets for data parallelism: parameters in the order their
  * gradients become final in the backward pass, grouped while they stay
  * contiguous in the slab and under bucket_mb; each bucket is reduced as soon
@@ -785,7 +862,7 @@ static void plan_buckets(Emit *e, const Program *p) {
   if (!e->bucket_at || !e->bucket_cnt) die("out of memory");
   for (int i = 0; i < g->n; i++) e->bucket_at[i] = -1;
   e->nbuckets = 0;
-  if (p->par.dp.i <= 1 || p->par.zero.i >= 2 || !g->grad_of) return;
+  if (p->par.dp.i <= 1 || !g->grad_of) return;
   int *last = calloc((size_t)g->n, sizeof(int));
   Ready *r = malloc(sizeof(Ready) * (size_t)(g->nparams + 1));
   e->buckets = malloc(sizeof *e->buckets * (size_t)(g->nparams + 1));
@@ -835,6 +912,7 @@ static void plan_buckets(Emit *e, const Program *p) {
   }
   free(last);
   free(r);
+  if (e->zgrads) plan_units(e, cap);
 }
 
 /* Whether a backward rule can overwrite operand k's gradient instead of
@@ -878,30 +956,184 @@ static void plan_overwrites(Emit *e) {
   free(seen);
 }
 
-/* Emits one node's code inside a block that, when the program profiles
- * (--profile), adds its time to profile slot `slot`. Nodes with no code
- * (views, fused values) get no block. */
-static void emit_timed(Emit *e, ValId id, int slot) {
+/* One node's generated code (inside a block that, when the program profiles
+ * with --profile, adds its time to a profile slot), and the partition units
+ * it references. Nodes with no code (views, fused values) get none. */
+typedef struct {
+  char *code;
+  int *pu, *gu; /* units whose parameters / gradients the code addresses */
+  int npu, ngu;
+} Chunk;
+
+static int *dup_ints(const int *x, int n) {
+  if (!n) return NULL;
+  int *y = malloc(sizeof(int) * (size_t)n);
+  if (!y) die("out of memory");
+  memcpy(y, x, sizeof(int) * (size_t)n);
+  return y;
+}
+
+static Chunk capture(Emit *e, ValId id, int slot) {
+  Chunk c = {0};
   FILE *real = e->f;
   char *buf = NULL;
   size_t len = 0;
   FILE *mem = open_memstream(&buf, &len);
   if (!mem) die("out of memory");
   e->f = mem;
+  e->stamp++;
+  e->nrefs_p = e->nrefs_g = 0;
   if (e->g->nodes[id].op == OP_BACKWARD) emit_backward_node(e, id);
   else emit_forward_node(e, id);
   fclose(mem);
   e->f = real;
   if (len) {
-    fprintf(real, "  { PROF_BEGIN();\n%s  PROF_END(%d); }\n", buf, slot);
+    size_t sz = len + 64;
+    c.code = malloc(sz);
+    if (!c.code) die("out of memory");
+    snprintf(c.code, sz, "  { PROF_BEGIN();\n%s  PROF_END(%d); }\n", buf, slot);
   }
   free(buf);
+  c.pu = dup_ints(e->refs_p, e->nrefs_p);
+  c.npu = e->nrefs_p;
+  c.gu = dup_ints(e->refs_g, e->nrefs_g);
+  c.ngu = e->nrefs_g;
+  return c;
+}
+
+/* ZeRO-2/3 schedule: where each unit is first and last referenced in the
+ * forward and backward code, the order the runtime fetches parameter units
+ * in, and a simulation of the runtime's buffer policy that gives the peak
+ * bytes of gathered parameters and of unreduced gradients (the runtime
+ * follows the same policy, so the plan is what it allocates):
+ *  - a parameter unit is gathered at its first use in a pass, or earlier as
+ *    the prefetch of the unit fetched just before it, and released after
+ *    its last use in that pass;
+ *  - a gradient unit's buffer exists from its first write until its
+ *    reduce-scatter has finished; at most ZERO_INFLIGHT reduce-scatters are
+ *    in flight (a later one waits for the oldest), and all have finished
+ *    when the backward pass ends. */
+enum { ZERO_INFLIGHT = 2 };
+typedef struct {
+  int *first_f, *last_f, *first_b, *last_b, *first_g, *last_g; /* node ids; 0: none */
+  int *fetch, nfetch_fwd, nfetch, cursor;
+  bool *held;
+  int *inflight, ninflight;
+  int64_t plive, ppeak, glive, gpeak;
+} ZeroSched;
+
+static int64_t unit_buf_bytes(const Emit *e, int u) {
+  int64_t n = e->buckets[u][1] / 4, c = (n + e->world - 1) / e->world;
+  return c * e->world * 4;
+}
+
+static void zero_sched_plan(Emit *e, ZeroSched *z, const Chunk *ch) {
+  const IrGraph *g = e->g;
+  int U = e->nbuckets;
+  int **arrs[] = {&z->first_f, &z->last_f, &z->first_b, &z->last_b, &z->first_g, &z->last_g, &z->inflight};
+  for (size_t k = 0; k < sizeof arrs / sizeof arrs[0]; k++)
+    if (!(*arrs[k] = calloc((size_t)U + 1, sizeof(int)))) die("out of memory");
+  z->fetch = calloc(2 * (size_t)U + 1, sizeof(int));
+  z->held = calloc((size_t)U + 1, sizeof(bool));
+  if (!z->fetch || !z->held) die("out of memory");
+  for (int i = 1; i < g->n; i++) {
+    bool fwd = i <= g->nforward;
+    for (int k = 0; k < ch[i].npu; k++) {
+      int u = ch[i].pu[k];
+      int *first = fwd ? z->first_f : z->first_b, *last = fwd ? z->last_f : z->last_b;
+      if (!first[u]) first[u] = i;
+      last[u] = i;
+    }
+    for (int k = 0; k < ch[i].ngu; k++) {
+      int u = ch[i].gu[k];
+      if (!z->first_g[u]) z->first_g[u] = i;
+      z->last_g[u] = i;
+    }
+  }
+  for (int i = 1; i < g->n; i++) {
+    if (i == g->nforward + 1) z->nfetch_fwd = z->nfetch;
+    const int *first = i <= g->nforward ? z->first_f : z->first_b;
+    for (int k = 0; k < ch[i].npu; k++)
+      if (first[ch[i].pu[k]] == i) z->fetch[z->nfetch++] = ch[i].pu[k];
+  }
+  if (g->n <= g->nforward + 1) z->nfetch_fwd = z->nfetch;
+}
+
+static void zero_hook(Emit *e, ZeroSched *z, const char *kind, int u) {
+  fprintf(e->f, "  r->zero_hook(r, %s, %d);\n", kind, u);
+  if (!strcmp(kind, "DST_ZERO_NEED")) {
+    int end = z->cursor < z->nfetch_fwd ? z->nfetch_fwd : z->nfetch;
+    int next = z->cursor + 1 < end ? z->fetch[z->cursor + 1] : -1;
+    z->cursor++;
+    for (int k = 0; k < 2; k++) {
+      int v = k ? next : u;
+      if (v < 0 || z->held[v]) continue;
+      z->held[v] = true;
+      z->plive += unit_buf_bytes(e, v);
+    }
+    if (z->plive > z->ppeak) z->ppeak = z->plive;
+  } else if (!strcmp(kind, "DST_ZERO_DONE")) {
+    z->held[u] = false;
+    z->plive -= unit_buf_bytes(e, u);
+  } else if (!strcmp(kind, "DST_ZERO_GRAD_BEGIN")) {
+    z->glive += unit_buf_bytes(e, u);
+    if (z->glive > z->gpeak) z->gpeak = z->glive;
+  } else { /* DST_ZERO_GRAD_READY */
+    z->inflight[z->ninflight++] = u;
+    if (z->ninflight > ZERO_INFLIGHT) {
+      z->glive -= unit_buf_bytes(e, z->inflight[0]);
+      memmove(z->inflight, z->inflight + 1, sizeof(int) * (size_t)--z->ninflight);
+    }
+  }
+}
+
+/* Writes node i's code between the hooks of the units it starts and ends. */
+static void write_chunk(Emit *e, ZeroSched *z, const Chunk *c, int i) {
+  bool fwd = i <= e->g->nforward;
+  if (z) {
+    const int *first = fwd ? z->first_f : z->first_b;
+    for (int k = 0; k < c->npu; k++)
+      if (first[c->pu[k]] == i) zero_hook(e, z, "DST_ZERO_NEED", c->pu[k]);
+    for (int k = 0; k < c->ngu; k++)
+      if (z->first_g[c->gu[k]] == i) zero_hook(e, z, "DST_ZERO_GRAD_BEGIN", c->gu[k]);
+  }
+  if (c->code) fputs(c->code, e->f);
+  if (z) {
+    const int *last = fwd ? z->last_f : z->last_b;
+    for (int k = 0; k < c->npu; k++)
+      if (last[c->pu[k]] == i) zero_hook(e, z, "DST_ZERO_DONE", c->pu[k]);
+    for (int k = 0; k < c->ngu; k++)
+      if (z->last_g[c->gu[k]] == i) zero_hook(e, z, "DST_ZERO_GRAD_READY", c->gu[k]);
+  }
+}
+
+static void zero_sched_free(ZeroSched *z) {
+  free(z->first_f);
+  free(z->last_f);
+  free(z->first_b);
+  free(z->last_b);
+  free(z->first_g);
+  free(z->last_g);
+  free(z->inflight);
+  free(z->fetch);
+  free(z->held);
 }
 
 bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name) {
   Emit e = {.f = f, .g = g, .m = m, .d = p->diag};
+  e.world = (int)p->par.dp.i;
+  e.zgrads = p->par.dp.i > 1 && p->par.zero.i >= 2 && g->grad_of;
+  e.zparams = e.zgrads && p->par.zero.i >= 3;
   plan_overwrites(&e);
   plan_buckets(&e, p);
+  if (e.zgrads) {
+    size_t U = (size_t)e.nbuckets + 1;
+    e.stamp_p = calloc(U, sizeof(int));
+    e.stamp_g = calloc(U, sizeof(int));
+    e.refs_p = calloc(U, sizeof(int));
+    e.refs_g = calloc(U, sizeof(int));
+    if (!e.stamp_p || !e.stamp_g || !e.refs_p || !e.refs_g) die("out of memory");
+  }
   /* Workspace: the cross-entropy per-row losses and their gradients. */
   int64_t ce_rows = 0;
   for (int i = 1; i <= g->nforward; i++)
@@ -918,6 +1150,8 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
   fputs("#define F(slab, off) ((float *)(r->slab + (off)))\n"
         "#define I(slab, off) ((int32_t *)(r->slab + (off)))\n"
         "#define W(off) ((float *)(r->work + (off)))\n"
+        "#define PU(u, off) ((float *)(r->punit[u] + (off)))\n"
+        "#define GU(u, off) ((float *)(r->gunit[u] + (off)))\n"
         "#define CHECK_IDS(call, what)                             \\\n"
         "  do {                                                    \\\n"
         "    int64_t bad_ = (call);                                \\\n"
@@ -970,17 +1204,73 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
   for (int i = 0; i < e.nbuckets; i++)
     fprintf(f, "  {%" PRId64 ", %" PRId64 "},\n", e.buckets[i][0], e.buckets[i][1]);
   fputs("};\n\n", f);
-  fputs("static void forward(DstRun *r) {\n", f);
-  for (int i = 1; i <= g->nforward; i++) emit_timed(&e, (ValId)i, g->nodes[i].op);
-  fputs("}\n\nstatic void backward(DstRun *r) {\n", f);
-  for (int i = g->nforward + 1; i < g->n; i++) {
+  /* Every node's code first (the ZeRO hooks depend on what all of it
+   * references), then the two functions. */
+  Chunk *ch = calloc((size_t)g->n + 1, sizeof(Chunk));
+  if (!ch) die("out of memory");
+  for (int i = 1; i < g->n; i++) {
     const IrNode *n = &g->nodes[i];
-    if (n->op == OP_BACKWARD) emit_timed(&e, (ValId)i, OP__COUNT + g->nodes[n->iattr[0]].op);
-    else if (n->op == OP_GRAD) emit_timed(&e, (ValId)i, OP_GRAD);
-    for (int k = 0; k < e.bucket_cnt[i]; k++)
+    if (i <= g->nforward) ch[i] = capture(&e, (ValId)i, n->op);
+    else if (n->op == OP_BACKWARD) ch[i] = capture(&e, (ValId)i, OP__COUNT + g->nodes[n->iattr[0]].op);
+    else if (n->op == OP_GRAD) ch[i] = capture(&e, (ValId)i, OP_GRAD);
+  }
+  ZeroSched zs = {0}, *z = NULL;
+  if (e.zgrads) {
+    z = &zs;
+    zero_sched_plan(&e, z, ch);
+  }
+  fprintf(f, "static const int fetch[%d] = {", zs.nfetch ? zs.nfetch : 1);
+  for (int i = 0; i < zs.nfetch; i++) fprintf(f, "%s%d", i % 16 ? ", " : i ? ",\n  " : "\n  ", zs.fetch[i]);
+  fputs(zs.nfetch ? "\n};\n\n" : "0};\n\n", f);
+  fputs("static void forward(DstRun *r) {\n", f);
+  for (int i = 1; i <= g->nforward; i++) write_chunk(&e, z, &ch[i], i);
+  fputs("}\n\nstatic void backward(DstRun *r) {\n", f);
+  if (z) z->cursor = z->nfetch_fwd;
+  for (int i = g->nforward + 1; i < g->n; i++) {
+    write_chunk(&e, z, &ch[i], i);
+    for (int k = 0; !z && k < e.bucket_cnt[i]; k++)
       fprintf(f, "  if (r->bucket_ready) r->bucket_ready(r, %d);\n", e.bucket_at[i] + k);
   }
   fputs("}\n\n", f);
+  for (int i = 1; i < g->n; i++) {
+    free(ch[i].code);
+    free(ch[i].pu);
+    free(ch[i].gu);
+  }
+  free(ch);
+  /* Per-rank model state under ZeRO-2/3: each rank owns ceil(n/dp) floats
+   * of every unit. Stage 2 keeps all parameters plus an fp32 master copy
+   * of its shard (and gathers the updated shards unit by unit through one
+   * staging buffer); stage 3 keeps its shard only plus the gathered units
+   * of the moment. Both keep the gradient shard and the unreduced unit
+   * buffers; grad_accum > 1 adds a receive buffer of one shard. */
+  m->slab_params = m->bytes[MEM_PARAMS];
+  if (z) {
+    int64_t shard = 0, maxbuf = 0;
+    for (int u = 0; u < e.nbuckets; u++) {
+      shard += unit_buf_bytes(&e, u) / e.world;
+      if (unit_buf_bytes(&e, u) > maxbuf) maxbuf = unit_buf_bytes(&e, u);
+    }
+    TrainCfg *tc = &p->train_cfg;
+    int nstate = tc->opt == OPT_ADAMW ? 2 : (tc->momentum > 0 ? 1 : 0);
+    m->zero_shard = shard;
+    m->zero_pbuf = e.zparams ? zs.ppeak : maxbuf;
+    m->zero_gbuf = zs.gpeak;
+    m->zero_units = e.nbuckets;
+    /* bytes each rank sends per step in ring collectives: (N-1) chunks per
+     * gather or reduce-scatter of a unit; stage 3 gathers in every forward
+     * and backward pass, both stages reduce-scatter every micro-step */
+    double fetched = 0, reduced = 0, all = 0, ga = (double)p->par.grad_accum.i;
+    for (int i = 0; i < zs.nfetch; i++) fetched += (double)(unit_buf_bytes(&e, zs.fetch[i]) / e.world);
+    for (int u = 0; u < e.nbuckets; u++) {
+      all += (double)(unit_buf_bytes(&e, u) / e.world);
+      if (zs.first_g[u]) reduced += (double)(unit_buf_bytes(&e, u) / e.world);
+    }
+    m->zero_comm = (e.world - 1) * (ga * reduced + (e.zparams ? ga * fetched : all));
+    m->bytes[MEM_PARAMS] = (e.zparams ? 0 : m->slab_params) + shard + m->zero_pbuf;
+    m->bytes[MEM_GRADS] = shard + zs.gpeak + (p->par.grad_accum.i > 1 ? shard : 0);
+    m->bytes[MEM_OPTSTATE] = nstate * shard;
+  }
 
   ValId logits = 0;
   for (int i = 0; i < g->nnamed; i++)
@@ -992,8 +1282,12 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
   emit_string(f, source_name);
   fprintf(f, ",\n  .params_bytes = %" PRId64 ", .arena_bytes = %" PRId64 ", .data_bytes = %" PRId64
              ", .work_bytes = %" PRId64 ", .optstate_bytes = %" PRId64 ",\n",
-          m->bytes[MEM_PARAMS], m->bytes[MEM_ACTIVATIONS], m->bytes[MEM_DATA], m->bytes[MEM_WORKSPACE],
+          m->slab_params, m->bytes[MEM_ACTIVATIONS], m->bytes[MEM_DATA], m->bytes[MEM_WORKSPACE],
           m->bytes[MEM_OPTSTATE]);
+  fprintf(f, "  .planned_bytes = %" PRId64 ", .shard_bytes = %" PRId64 ", .zero_pbuf_bytes = %" PRId64
+             ", .zero_gbuf_bytes = %" PRId64 ", .zero_inflight = %d,\n",
+          memplan_total(m), m->zero_shard, m->zero_pbuf, m->zero_gbuf, ZERO_INFLIGHT);
+  fprintf(f, "  .fetch = fetch, .nfetch_fwd = %d, .nfetch = %d,\n", zs.nfetch_fwd, zs.nfetch);
   fprintf(f, "  .params = params, .nparams = %d, .inputs = inputs, .ninputs = %d,\n", g->nparams, g->ninputs);
   fprintf(f, "  .loss_offset = %" PRId64 ",\n", m->offset[g->loss]);
   if (logits) {
@@ -1024,5 +1318,11 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
   free(e.bucket_at);
   free(e.bucket_cnt);
   free(e.buckets);
+  free(e.by_lo);
+  free(e.stamp_p);
+  free(e.stamp_g);
+  free(e.refs_p);
+  free(e.refs_g);
+  zero_sched_free(&zs);
   return !e.failed;
 }

@@ -94,19 +94,43 @@ static void print_zero(Compilation *c, MemPlan *m) {
   IrGraph *g = c->graph;
   double psi = 0;
   for (int i = 0; i < g->nparams; i++) psi += (double)ir_numel(&g->nodes[g->params[i]]);
+  double mib = 1 << 20;
   double ours = (double)(m->bytes[MEM_PARAMS] + m->bytes[MEM_GRADS] + m->bytes[MEM_OPTSTATE]) / psi;
   static const char *const paper_f[] = {"16", "4 + 12/N", "2 + 14/N", "16/N"};
   double paper[] = {16, 4 + 12.0 / N, 2 + 14.0 / N, 16.0 / N};
+  bool sharded = z >= 1 && N > 1;
   printf("model state per rank (%.0f parameters, dp = N = %lld, zero = %lld):\n", psi, (long long)N, (long long)z);
-  printf("  this plan        %6.2f bytes/param  (fp32 parameters 4 + gradients 4 + AdamW moments %s)\n", ours,
-         z >= 1 && N > 1 ? "8/N" : "8");
+  if (z >= 2 && N > 1) {
+    printf("  this plan        %6.2f bytes/param  (%s + gradient shard 4/N + AdamW moments 8/N\n", ours,
+           z >= 3 ? "parameter shard 4/N" : "parameters 4 + fp32 master shard 4/N");
+    printf("                                      + %s %.2f MiB + unreduced gradient units %.2f MiB at peak)\n",
+           z >= 3 ? "gathered parameter units" : "gather staging", (double)m->zero_pbuf / mib,
+           (double)m->zero_gbuf / mib);
+    printf("                   %d partition units; each rank owns 1/%lld of every unit (%.2f MiB in all)\n",
+           m->zero_units, (long long)N, (double)m->zero_shard / mib);
+  } else {
+    printf("  this plan        %6.2f bytes/param  (fp32 parameters 4 + gradients 4 + AdamW moments %s)\n", ours,
+           sharded ? "8/N" : "8");
+  }
   printf("  ZeRO paper       %6.2f bytes/param  (%s, mixed-precision Adam; 16 at stage 0)\n", paper[z], paper_f[z]);
-  if (z >= 2) printf("  (gradients are reduce-scattered after the backward pass: each rank still holds all of them while it runs)\n");
+  if (z >= 2 && N > 1)
+    printf("  the difference:  this plan trains in fp32 (4-byte parameters and gradients where the paper has 2),\n"
+           "                   and counts the buffers of the units being gathered and reduced\n");
+  else
+    printf("  the difference:  this plan trains in fp32: 4-byte parameters and gradients where the paper has 2,\n"
+           "                   and no separate fp32 master copy (4 of the paper's 12 bytes of optimizer state)\n");
   double ring = N > 1 ? 2.0 * (double)(N - 1) / (double)N : 0;
-  double vol = ring * psi * 4;
-  printf("communication per rank per step: %.2f MiB (%s: %.2f x parameters x 4 bytes; the paper: 2 x parameters, %s)\n",
-         vol / (1 << 20), z >= 1 && N > 1 ? "reduce-scatter + all-gather" : "all-reduce", ring,
-         z == 3 ? "3x at stage 3" : "the same at stages 0-2");
+  double vol = z >= 2 && N > 1 ? m->zero_comm : ring * psi * 4;
+  const char *how = z >= 3 && N > 1 ? "all-gathers in forward and backward + reduce-scatter, per unit"
+                    : z >= 2 && N > 1 ? "reduce-scatter + all-gather, per unit"
+                    : sharded ? "reduce-scatter + all-gather" : "all-reduce";
+  printf("communication per rank per step: %.2f MiB = %.2f x parameters x 4 bytes (%s)\n", vol / mib,
+         vol / (psi * 4), how);
+  printf("  ZeRO paper: %.2f x (%s)\n", (z >= 3 ? 1.5 : 1.0) * ring,
+         z >= 3 ? "3 x parameters x (N-1)/N at stage 3" : "2 x parameters x (N-1)/N, the same at stages 0-2");
+  if (pc->grad_accum.i > 1 && z >= 2 && N > 1)
+    printf("  (grad_accum = %lld: the gradients are reduce-scattered%s every micro-step)\n",
+           (long long)pc->grad_accum.i, z >= 3 ? " and the parameters gathered" : "");
 }
 
 static void print_plan(Compilation *c, MemPlan *m) {
@@ -144,7 +168,6 @@ static bool check_backend_support(Compilation *c) {
     bool unsupported;
   } rules[] = {
       {"tp", pc->tp.i != 1}, {"pp", pc->pp.i != 1}, {"ep", pc->ep.i != 1},
-      {"zero", pc->zero.i > 2},
       {"micro_batches", pc->micro_batches.i != 1}, {"precision", strcmp(pc->precision.s, "fp32") != 0},
       {"loss_scale", strcmp(pc->loss_scale.s, "auto") && strcmp(pc->loss_scale.s, "none")},
       {"offload_optimizer", strcmp(pc->offload_optimizer.s, "none") != 0},

@@ -64,6 +64,7 @@ MemPlan *memplan_build(IrGraph *g, const Program *prog) {
   int64_t dp = prog->par.dp.i, zero = prog->par.zero.i;
   Arena *a = g->arena;
   MemPlan *m = arena_alloc(a, sizeof *m);
+  memset(m, 0, sizeof *m);
   m->n = g->n;
   m->cat = arena_alloc(a, (size_t)g->n);
   m->offset = arena_alloc(a, sizeof(int64_t) * (size_t)g->n);

@@ -51,8 +51,22 @@ typedef struct DstRun {
    * final (data parallelism: the driver starts that bucket's reduction
    * while the rest of the backward pass runs). NULL: no call. */
   void (*bucket_ready)(struct DstRun *r, int k);
-  void *ctx;          /* the driver's, for bucket_ready */
+  void *ctx;          /* the driver's, for bucket_ready and zero_hook */
+  /* ZeRO-2/3 (dp > 1): the code addresses the gradients of partition unit u
+   * (DstModel.buckets[u]) at gunit[u] + (offset - unit offset), and with
+   * stage 3 its parameters at punit[u] + ...; the driver points them at
+   * buffers it fills and releases when zero_hook tells it (DST_ZERO_*). */
+  char **punit, **gunit;
+  void (*zero_hook)(struct DstRun *r, int kind, int u);
 } DstRun;
+
+/* zero_hook's events, in the order the generated code raises them:
+ *  NEED        before the first use of unit u's parameters in a pass
+ *              (forward or backward): they must be gathered now;
+ *  DONE        after their last use in that pass: the buffer may go;
+ *  GRAD_BEGIN  before the first write of unit u's gradients;
+ *  GRAD_READY  after the last: unit u can be reduce-scattered. */
+enum { DST_ZERO_NEED, DST_ZERO_DONE, DST_ZERO_GRAD_BEGIN, DST_ZERO_GRAD_READY };
 
 /* A gradient bucket: a contiguous byte range of the gradient slab whose
  * parameters' gradients are all final at the same point of the backward. */
@@ -62,7 +76,8 @@ typedef struct {
 
 typedef struct {
   const char *name, *source;
-  int64_t params_bytes, arena_bytes, data_bytes, work_bytes, optstate_bytes;
+  int64_t params_bytes; /* the whole parameter slab (every offset is into it) */
+  int64_t arena_bytes, data_bytes, work_bytes, optstate_bytes; /* optstate: per rank */
   const DstParamInfo *params;
   int nparams;
   const DstInputInfo *inputs;
@@ -80,9 +95,26 @@ typedef struct {
   int64_t warmup, steps, seed, log_every, eval_every, save_every;
   int64_t dp;         /* data-parallel ranks; the program checks it was launched so */
   int64_t grad_accum; /* micro-steps per optimizer step */
-  int64_t zero;       /* ZeRO stage: 1 shards optimizer state, 2 also gradients */
-  const DstBucket *buckets; /* in the order the backward pass completes them */
+  int64_t zero;       /* ZeRO stage: 1 shards optimizer state, 2 also
+                         gradients, 3 also parameters */
+  /* Gradient buckets in the order the backward pass completes them; with
+   * ZeRO-2/3 (dp > 1) the partition units, which cover every parameter
+   * (units no gradient reaches come last). */
+  const DstBucket *buckets;
   int nbuckets;
+  /* The plan per rank: the bytes of all categories (the run must allocate
+   * exactly this at its peak), and under ZeRO-2/3 the shard of the slab
+   * (the sum over units of ceil(unit floats / dp) floats), the peak of
+   * gathered parameter units (stage 3; stage 2: the staging buffer of its
+   * post-update gather) and of unreduced gradient units, with at most
+   * zero_inflight reduce-scatters in flight. */
+  int64_t planned_bytes, shard_bytes, zero_pbuf_bytes, zero_gbuf_bytes;
+  int zero_inflight;
+  /* Stage 3: the units in the order the code raises DST_ZERO_NEED for
+   * them: fetch[0, nfetch_fwd) in forward, the rest in backward (the
+   * driver prefetches the next one). */
+  const int *fetch;
+  int nfetch_fwd, nfetch;
   const char *const *prof_names; /* the profile slots (op kinds, forward and backward) */
   int nprof;
   void (*forward)(DstRun *r);

@@ -133,9 +133,26 @@ typedef struct {
   DstCommReq *reqs;  /* bucket reductions in flight */
   int nreqs;
   bool reducing;     /* this micro-step's buckets are reduced as they complete */
-  bool sharded;    /* ZeRO: optimizer state (and with stage 2 the reduced
-                      gradients) cover this rank's shard of the flat slab */
-  int64_t lo, n;   /* the shard, in floats: [lo, lo + n) */
+  bool sharded;    /* ZeRO with dp > 1: optimizer state covers this rank's shard */
+  bool z2, z3;     /* ZeRO-2/3 with dp > 1: partitioned by units (below) */
+  /* The shard. ZeRO-1: the floats [lo, lo + n) of the flat slab. ZeRO-2/3:
+   * n floats, the concatenation over units u of this rank's chunk of
+   * uchunk[u] floats (unit u's floats [rank * uchunk[u], ...) clipped to the
+   * unit), held at ushard[u]. segs lists where the shard's floats are in
+   * the slab (without ZeRO: the whole slab). */
+  int64_t lo, n;
+  int64_t *ushard, *uchunk;
+  struct Seg {
+    int64_t full, shard, n; /* floats */
+  } *segs;
+  int nsegs;
+  float *pshard, *gshard, *gstage; /* ZeRO-2/3: master parameters, reduced
+                                      gradients, later micro-steps' receive buffer */
+  DstCommReq *preq, *greq;         /* per unit: its gather, its reduce-scatter */
+  bool *pheld;                     /* per unit: gathered or being gathered */
+  int cursor;                      /* position in m->fetch */
+  int *inflight, ninflight;        /* reduce-scatters in flight, oldest first */
+  int micro;                       /* the micro-step of gradient accumulation */
   float *mom1, *mom2;
   DstDataLoader *train, *val;
   int B, T;
@@ -177,6 +194,158 @@ static double dp_mean(Trainer *t, double x) {
 
 /* Entropy (nats per token) of the data's token frequencies: the loss of the
  * best model that ignores context, the bar a trained model must beat. */
+/* ------------------------------------------------------------ ZeRO-2/3
+ *
+ * The compiler partitions the parameter slab into units (DstModel.buckets):
+ * a layer's parameters, roughly, in the order the backward pass finishes
+ * their gradients. Each rank owns ceil(floats / dp) floats of every unit
+ * (the last rank's chunk is padded): their fp32 master values, optimizer
+ * moments and reduced gradients. The generated code addresses gradients
+ * (and at stage 3 parameters) through per-unit buffers and raises
+ * zero_hook events; the policy below is the one the compiler simulated to
+ * plan the peak of those buffers, so the run allocates what the plan says. */
+
+static int64_t unit_floats(const Trainer *t, int u) { return t->m->buckets[u].bytes / 4; }
+static size_t unit_buf_bytes(const Trainer *t, int u) { return (size_t)t->uchunk[u] * (size_t)t->world * 4; }
+
+/* Lays out this rank's shard: its chunk of every unit, in unit order. */
+static void setup_shards(Trainer *t) {
+  const DstModel *m = t->m;
+  if (!t->z2) {
+    t->segs = dst_malloc(sizeof *t->segs, DST_MEM_OTHER, "shard map");
+    t->segs[0] = (struct Seg){t->lo, t->sharded ? 0 : t->lo, t->n};
+    t->nsegs = 1;
+    return;
+  }
+  int U = m->nbuckets;
+  t->ushard = dst_calloc((size_t)U, sizeof(int64_t), DST_MEM_OTHER, "shard map");
+  t->uchunk = dst_calloc((size_t)U, sizeof(int64_t), DST_MEM_OTHER, "shard map");
+  t->segs = dst_calloc((size_t)U, sizeof *t->segs, DST_MEM_OTHER, "shard map");
+  int64_t at = 0;
+  for (int u = 0; u < U; u++) {
+    int64_t n = unit_floats(t, u), c = (n + t->world - 1) / t->world;
+    int64_t first = (int64_t)t->rank * c, cnt = n - first < c ? n - first : c;
+    t->uchunk[u] = c;
+    t->ushard[u] = at;
+    if (cnt > 0) t->segs[t->nsegs++] = (struct Seg){m->buckets[u].offset / 4 + first, at, cnt};
+    at += c;
+  }
+  t->lo = 0;
+  t->n = at;
+  if (at * 4 != m->shard_bytes)
+    dst_fatal("internal error: the shard is %lld bytes, the plan says %lld", (long long)at * 4,
+              (long long)m->shard_bytes);
+  t->preq = dst_calloc((size_t)U, sizeof(DstCommReq), DST_MEM_OTHER, "unit requests");
+  t->greq = dst_calloc((size_t)U, sizeof(DstCommReq), DST_MEM_OTHER, "unit requests");
+  t->pheld = dst_calloc((size_t)U, sizeof(bool), DST_MEM_OTHER, "unit requests");
+  t->inflight = dst_calloc((size_t)U + 1, sizeof(int), DST_MEM_OTHER, "unit requests");
+  t->r.punit = dst_calloc((size_t)U, sizeof(char *), DST_MEM_OTHER, "unit pointers");
+  t->r.gunit = dst_calloc((size_t)U, sizeof(char *), DST_MEM_OTHER, "unit pointers");
+}
+
+/* full (the slab layout, every rank's floats) from shard (this rank's);
+ * collective. full may be NULL on ranks that do not need the result. */
+static void full_from_shard(Trainer *t, const float *shard, float *full) {
+  if (!t->z2) {
+    dst_comm_allgather(t->dp, shard, full, (size_t)t->n, DST_COMM_F32);
+    return;
+  }
+  int64_t maxc = 0;
+  for (int u = 0; u < t->m->nbuckets; u++) maxc = t->uchunk[u] > maxc ? t->uchunk[u] : maxc;
+  float *buf = dst_malloc((size_t)maxc * (size_t)t->world * 4 + 4, DST_MEM_OTHER, "gather staging");
+  for (int u = 0; u < t->m->nbuckets; u++) {
+    dst_comm_set_label("checkpoint gather");
+    dst_comm_allgather(t->dp, shard + t->ushard[u], buf, (size_t)t->uchunk[u], DST_COMM_F32);
+    if (full) memcpy(full + t->m->buckets[u].offset / 4, buf, (size_t)unit_floats(t, u) * 4);
+  }
+  dst_free(buf);
+}
+
+/* This rank's shard of a slab-layout buffer. */
+static void shard_from_full(const Trainer *t, const float *full, float *shard) {
+  for (int i = 0; i < t->nsegs; i++)
+    memcpy(shard + t->segs[i].shard, full + t->segs[i].full, (size_t)t->segs[i].n * 4);
+}
+
+static void wait_timed(Trainer *t, DstCommReq *q) {
+  double c0 = dst_now_sec();
+  dst_comm_wait(q);
+  t->comm_sec += dst_now_sec() - c0;
+}
+
+static void gather_unit(Trainer *t, int u) {
+  t->r.punit[u] = dst_malloc(unit_buf_bytes(t, u), DST_MEM_PARAMS, "gathered parameters");
+  t->pheld[u] = true;
+  dst_comm_set_label("parameter unit");
+  t->preq[u] = dst_comm_iallgather(t->dp, t->pshard + t->ushard[u], t->r.punit[u], (size_t)t->uchunk[u],
+                                   DST_COMM_F32);
+  t->comm_bytes += (double)(t->world - 1) * (double)t->uchunk[u] * 4;
+}
+
+/* The oldest reduce-scatter in flight has finished: its buffer goes, and on
+ * later micro-steps its result adds to the gradient shard. */
+static void finish_oldest(Trainer *t) {
+  int u = t->inflight[0];
+  wait_timed(t, &t->greq[u]);
+  dst_free(t->r.gunit[u]);
+  t->r.gunit[u] = NULL;
+  if (t->micro > 0) {
+    float *g = t->gshard + t->ushard[u];
+    k_add(g, g, t->gstage + t->ushard[u], t->uchunk[u]);
+  }
+  memmove(t->inflight, t->inflight + 1, sizeof(int) * (size_t)--t->ninflight);
+}
+
+static void zero_hook(DstRun *r, int kind, int u) {
+  Trainer *t = r->ctx;
+  const DstModel *m = t->m;
+  switch (kind) {
+  case DST_ZERO_NEED: {
+    int end = t->cursor < m->nfetch_fwd ? m->nfetch_fwd : m->nfetch;
+    int next = t->cursor + 1 < end ? m->fetch[t->cursor + 1] : -1;
+    t->cursor++;
+    if (!t->pheld[u]) gather_unit(t, u);
+    if (next >= 0 && !t->pheld[next]) gather_unit(t, next); /* prefetch */
+    wait_timed(t, &t->preq[u]);
+    break;
+  }
+  case DST_ZERO_DONE:
+    wait_timed(t, &t->preq[u]);
+    dst_free(t->r.punit[u]);
+    t->r.punit[u] = NULL;
+    t->pheld[u] = false;
+    break;
+  case DST_ZERO_GRAD_BEGIN:
+    /* zeroed: the padding and the gaps between parameters reduce to 0 */
+    t->r.gunit[u] = dst_calloc(1, unit_buf_bytes(t, u), DST_MEM_GRADS, "unreduced gradients");
+    break;
+  default: { /* DST_ZERO_GRAD_READY */
+    float *recv = (t->micro ? t->gstage : t->gshard) + t->ushard[u];
+    dst_comm_set_label("gradient unit");
+    t->greq[u] = dst_comm_ireduce_scatter(t->dp, t->r.gunit[u], recv, (size_t)t->uchunk[u], DST_COMM_F32,
+                                          DST_COMM_SUM);
+    t->comm_bytes += (double)(t->world - 1) * (double)t->uchunk[u] * 4;
+    t->inflight[t->ninflight++] = u;
+    if (t->ninflight > m->zero_inflight) finish_oldest(t);
+    break;
+  }
+  }
+  /* let the others progress */
+  for (int i = 0; i < t->ninflight; i++) dst_comm_test(&t->greq[t->inflight[i]]);
+}
+
+/* The generated passes, with the stage-3 fetch order restarted. */
+static void run_forward(Trainer *t) {
+  t->cursor = 0;
+  t->m->forward(&t->r);
+}
+
+static void run_backward(Trainer *t) {
+  t->cursor = t->m->nfetch_fwd;
+  t->m->backward(&t->r);
+  while (t->ninflight) finish_oldest(t);
+}
+
 static double unigram_entropy(const DstDataLoader *dl) {
   size_t vocab = dl->format == DST_DATA_SHARD ? 65536 : 256;
   uint64_t *count = dst_calloc(vocab, sizeof(uint64_t), DST_MEM_OTHER, "token counts");
@@ -197,11 +366,11 @@ static void check_run(Trainer *t, int64_t step) {
             (long long)t->r.error_pos);
 }
 
-static void init_params(Trainer *t, uint64_t seed) {
+static void init_params(Trainer *t, char *base, uint64_t seed) {
   const DstModel *m = t->m;
   for (int i = 0; i < m->nparams; i++) {
     const DstParamInfo *p = &m->params[i];
-    float *x = (float *)(t->r.params + p->offset);
+    float *x = (float *)(base + p->offset);
     /* Each parameter draws from its own counter range, so adding a layer
      * does not change the others' initial values. */
     uint64_t stream = seed * 0x9E3779B97F4A7C15ull + (uint64_t)i;
@@ -215,13 +384,13 @@ static void init_params(Trainer *t, uint64_t seed) {
   }
 }
 
-static void load_init(Trainer *t, const char *path) {
+static void load_init(Trainer *t, char *base, const char *path) {
   char err[DST_ERR_LEN];
   DstSafetensors *st = dst_st_open(path, err);
   if (!st) dst_fatal("--init %s: %s", path, err);
   for (int i = 0; i < t->m->nparams; i++) {
     const DstParamInfo *p = &t->m->params[i];
-    if (!dst_st_load_into(st, p->name, DST_DT_F32, p->shape, p->ndim, t->r.params + p->offset, err))
+    if (!dst_st_load_into(st, p->name, DST_DT_F32, p->shape, p->ndim, base + p->offset, err))
       dst_fatal("--init %s: %s", path, err);
   }
   if (dst_st_count(st) != (size_t)t->m->nparams)
@@ -230,12 +399,12 @@ static void load_init(Trainer *t, const char *path) {
   dst_st_close(st);
 }
 
-static void save_params(Trainer *t, const char *path, int64_t step) {
+static void save_params(Trainer *t, const char *path, int64_t step, const char *base) {
   char err[DST_ERR_LEN];
   DstStWriter *w = dst_st_writer_new();
   for (int i = 0; i < t->m->nparams; i++) {
     const DstParamInfo *p = &t->m->params[i];
-    if (!dst_st_writer_add(w, p->name, DST_DT_F32, p->shape, p->ndim, t->r.params + p->offset, err))
+    if (!dst_st_writer_add(w, p->name, DST_DT_F32, p->shape, p->ndim, base + p->offset, err))
       dst_fatal("--save %s: %s", path, err);
   }
   char buf[32];
@@ -248,7 +417,7 @@ static void save_params(Trainer *t, const char *path, int64_t step) {
 
 /* The state after one forward/backward, for comparison with a reference
  * implementation: inputs, loss, logits and the gradient of every parameter. */
-static void dump_step(Trainer *t, const char *path) {
+static void dump_step(Trainer *t, const char *path, const char *grads) {
   const DstModel *m = t->m;
   char err[DST_ERR_LEN];
   DstStWriter *w = dst_st_writer_new();
@@ -267,7 +436,7 @@ static void dump_step(Trainer *t, const char *path) {
     size_t n = strlen(p->name) + 6;
     names[i] = dst_malloc(n, DST_MEM_OTHER, "dump names");
     snprintf(names[i], n, "grad.%s", p->name);
-    ok = dst_st_writer_add(w, names[i], DST_DT_F32, p->shape, p->ndim, t->r.grads + p->offset, err);
+    ok = dst_st_writer_add(w, names[i], DST_DT_F32, p->shape, p->ndim, grads + p->offset, err);
   }
   if (!ok || !dst_st_writer_write(w, path, err)) dst_fatal("--dump %s: %s", path, err);
   dst_st_writer_free(w);
@@ -370,8 +539,8 @@ static void write_st(const DstModel *m, const char *path, const char *prefix, co
   dst_free(names);
 }
 
-static void save_checkpoint(Trainer *t, const char *dir, int64_t step, int64_t keep, const float *mom1,
-                            const float *mom2) {
+static void save_checkpoint(Trainer *t, const char *dir, int64_t step, int64_t keep, const float *params,
+                            const float *mom1, const float *mom2) {
   const DstModel *m = t->m;
   char tmp[4096], final[4096], path[4200];
   if (mkdir(dir, 0777) != 0 && errno != EEXIST) dst_fatal("cannot create checkpoint directory %s: %s", dir, strerror(errno));
@@ -379,9 +548,9 @@ static void save_checkpoint(Trainer *t, const char *dir, int64_t step, int64_t k
   snprintf(final, sizeof final, "%s/step-%08lld", dir, (long long)step);
   remove_dir(tmp); /* left by a run killed while saving */
   if (mkdir(tmp, 0777) != 0) dst_fatal("cannot create %s: %s", tmp, strerror(errno));
-  const char *pbase[1] = {t->r.params};
+  const char *pbase[1] = {(const char *)params};
   snprintf(path, sizeof path, "%s/model.safetensors", tmp);
-  write_st(m, path, "", t->r.params, step, t->train->pos, params_checksum(m, pbase, 1));
+  write_st(m, path, "", pbase[0], step, t->train->pos, params_checksum(m, pbase, 1));
   if (mom1) {
     const char *obase[2] = {(const char *)mom1, (const char *)mom2};
     int nb = mom2 ? 2 : 1;
@@ -413,17 +582,42 @@ static void gather_moments(Trainer *t, float **m1, float **m2) {
   *m2 = t->mom2;
   if (!t->sharded || !t->mom1) return;
   size_t bytes = (size_t)t->m->params_bytes;
-  *m1 = dst_malloc(bytes, DST_MEM_OTHER, "checkpoint gather");
-  dst_comm_allgather(t->dp, t->mom1, *m1, (size_t)t->n, DST_COMM_F32);
+  *m1 = dst_calloc(1, bytes, DST_MEM_OTHER, "checkpoint gather");
+  full_from_shard(t, t->mom1, *m1);
   if (t->mom2) {
-    *m2 = dst_malloc(bytes, DST_MEM_OTHER, "checkpoint gather");
-    dst_comm_allgather(t->dp, t->mom2, *m2, (size_t)t->n, DST_COMM_F32);
+    *m2 = dst_calloc(1, bytes, DST_MEM_OTHER, "checkpoint gather");
+    full_from_shard(t, t->mom2, *m2);
   }
 }
 
 static void release_moments(Trainer *t, float *m1, float *m2) {
   if (m1 != t->mom1) dst_free(m1);
   if (m2 != t->mom2) dst_free(m2);
+}
+
+/* The parameters in the slab layout: the slab itself, or at stage 3 a
+ * gathered copy (collective: every rank calls it; only ranks with `need`
+ * get the copy), which release_full frees. */
+static float *params_full(Trainer *t, bool need) {
+  if (!t->z3) return (float *)t->r.params;
+  float *full = need ? dst_calloc(1, (size_t)t->m->params_bytes, DST_MEM_OTHER, "parameter gather") : NULL;
+  full_from_shard(t, t->pshard, full);
+  return full;
+}
+
+static void release_full(Trainer *t, float *full) {
+  if (full && full != (float *)t->r.params) dst_free(full);
+}
+
+/* Where parameters are written in the slab layout (initialization, --init,
+ * resume); params_written then takes the ZeRO-2/3 master shard from it. */
+static char *params_target(Trainer *t) {
+  return t->z3 ? dst_calloc(1, (size_t)t->m->params_bytes, DST_MEM_OTHER, "parameter staging") : t->r.params;
+}
+
+static void params_written(Trainer *t, char *full) {
+  if (t->z2) shard_from_full(t, (const float *)full, t->pshard);
+  release_full(t, (float *)full);
 }
 
 /* Loads one checkpoint file into base, verifying the model and checksum
@@ -488,9 +682,11 @@ static int64_t resume(Trainer *t, const char *where) {
     snprintf(dir, sizeof dir, "%s/step-%08lld", where, (long long)steps[n - 1]);
   }
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
-  load_ckpt_file(m, path, "", t->r.params);
-  const char *pb[1] = {t->r.params};
+  char *pfull = params_target(t);
+  load_ckpt_file(m, path, "", pfull);
+  const char *pb[1] = {pfull};
   verify_checksum(m, path, pb, 1);
+  params_written(t, pfull);
   int64_t step = meta_int(m, path, "step");
   t->train->pos = (uint64_t)meta_int(m, path, "data_pos");
   if (t->mom1) {
@@ -511,8 +707,8 @@ static int64_t resume(Trainer *t, const char *where) {
     verify_checksum(m, pm, ob, m2 ? 2 : 1);
     if (meta_int(m, pm, "step") != step) dst_fatal("cannot resume: %s and %s are of different steps", path, pm);
     if (t->sharded) {
-      memcpy(t->mom1, m1 + t->lo, sizeof(float) * (size_t)t->n);
-      if (m2) memcpy(t->mom2, m2 + t->lo, sizeof(float) * (size_t)t->n);
+      shard_from_full(t, m1, t->mom1);
+      if (m2) shard_from_full(t, m2, t->mom2);
       dst_free(m1);
       dst_free(m2);
     }
@@ -559,27 +755,27 @@ static float compute(Trainer *t, int64_t step) {
   t->nreqs = 0;
   for (int64_t k = 0; k < ga; k++) {
     if (k > 0) load_batch(t, t->train);
-    t->r.acc = k > 0;
+    /* ZeRO-2/3 reduce-scatter every micro-step's gradients (the unit
+     * buffers are fresh each time) and add them up in the shard */
+    t->r.acc = k > 0 && !t->z2;
+    t->micro = (int)k;
     t->reducing = overlap && k == ga - 1; /* reduce once, after the last micro-step's gradients */
-    t->m->forward(&t->r);
+    run_forward(t);
     check_run(t, step);
-    t->m->backward(&t->r);
+    run_backward(t);
     check_run(t, step);
     loss += loss_value(t);
   }
   t->r.acc = false;
+  t->micro = 0;
   size_t n = (size_t)t->m->params_bytes / 4;
-  float *g = (float *)t->r.grads;
+  float *g = t->z2 ? t->gshard : (float *)t->r.grads;
   double c0 = dst_now_sec();
   t->reducing = false;
   if (overlap) {
     dst_comm_wait_all(t->reqs, t->nreqs);
-  } else if (t->world > 1 && t->m->zero >= 2) {
-    /* ZeRO-2: each rank receives the sum of its shard only. */
-    dst_comm_set_label("gradients");
-    dst_comm_reduce_scatter(t->dp, g, g, (size_t)t->n, DST_COMM_F32, DST_COMM_SUM);
-    t->comm_bytes += (double)(t->world - 1) * (double)t->n * 4;
-    if (t->lo) memmove(g + t->lo, g, sizeof(float) * (size_t)t->n);
+  } else if (t->z2) {
+    /* reduced unit by unit during the backward passes */
   } else if (t->world > 1) {
     /* Gradients of the global mean loss: the mean of the ranks' gradients. */
     dst_comm_set_label("gradients");
@@ -587,20 +783,27 @@ static float compute(Trainer *t, int64_t step) {
     t->comm_bytes += 2.0 * (double)(t->world - 1) / t->world * (double)n * 4;
   }
   t->comm_sec += dst_now_sec() - c0;
-  /* ZeRO-2 holds only its shard reduced; otherwise every rank holds it all */
-  bool own = t->world > 1 && t->m->zero >= 2;
-  int64_t lo = own ? t->lo : 0, cnt = own ? t->n : (int64_t)n;
-  if (t->world * ga > 1) k_scale(g + lo, g + lo, 1.0f / (float)(t->world * ga), cnt);
+  /* ZeRO-2/3 hold only their shard reduced; otherwise every rank holds it all */
+  int64_t cnt = t->z2 ? t->n : (int64_t)n;
+  if (t->world * ga > 1) k_scale(g, g, 1.0f / (float)(t->world * ga), cnt);
   return (float)dp_mean(t, loss / (double)ga);
 }
 
-/* The global gradient norm: over this rank's shard, summed over ranks when
- * the shards differ (ZeRO-2 holds only its own reduced shard). */
+/* The global gradient norm: summed over the ranks' shards under ZeRO-2/3
+ * (each holds only its own reduced shard; padding and gaps are 0);
+ * otherwise every rank holds all the reduced gradients. */
 static double grad_norm(Trainer *t) {
-  double sq = k_global_norm_sq((const float *)t->r.grads + t->lo, t->n);
-  if (t->sharded && t->m->zero >= 2) dst_comm_allreduce(t->dp, &sq, &sq, 1, DST_COMM_F64, DST_COMM_SUM);
-  else if (t->sharded) sq = k_global_norm_sq((const float *)t->r.grads, t->m->params_bytes / 4);
-  return sqrt(sq);
+  if (t->z2) {
+    double sq = k_global_norm_sq(t->gshard, t->n);
+    dst_comm_allreduce(t->dp, &sq, &sq, 1, DST_COMM_F64, DST_COMM_SUM);
+    return sqrt(sq);
+  }
+  return sqrt(k_global_norm_sq((const float *)t->r.grads, t->m->params_bytes / 4));
+}
+
+static void clip_grads(Trainer *t, float coef) {
+  float *g = t->z2 ? t->gshard : (float *)t->r.grads + t->lo;
+  k_scale(g, g, coef, t->n);
 }
 
 /* The optimizer step on this rank's shard [lo, lo + n) of the flat slab
@@ -610,22 +813,43 @@ static double grad_norm(Trainer *t) {
  * parameters again. */
 static void update(Trainer *t, int64_t step, double lr) {
   const DstModel *m = t->m;
-  float *params = (float *)t->r.params;
-  const float *grads = (const float *)t->r.grads;
+  /* ZeRO-2/3 update the master shard from the gradient shard; otherwise
+   * parameters and gradients are indexed in the slab */
+  float *params = t->z2 ? t->pshard : (float *)t->r.params;
+  const float *grads = t->z2 ? t->gshard : (const float *)t->r.grads;
   for (int i = 0; i < m->nparams; i++) {
     const DstParamInfo *p = &m->params[i];
-    int64_t b = p->offset / 4, e = b + p->numel;
-    if (b < t->lo) b = t->lo;
-    if (e > t->lo + t->n) e = t->lo + t->n;
-    if (b >= e) continue;
-    float wd = p->decay ? m->weight_decay : 0.0f;
-    float *m1 = t->mom1 ? t->mom1 + (b - t->lo) : NULL, *m2 = t->mom2 ? t->mom2 + (b - t->lo) : NULL;
-    if (m->opt == DST_OPT_ADAMW)
-      k_adamw_update(params + b, grads + b, m1, m2, e - b, (float)lr, m->beta1, m->beta2, m->eps, wd, step);
-    else
-      k_sgd_update(params + b, grads + b, m1, e - b, (float)lr, m->momentum, wd, m->nesterov);
+    for (int s = 0; s < t->nsegs; s++) {
+      const struct Seg *sg = &t->segs[s];
+      int64_t b = p->offset / 4, e = b + p->numel;
+      if (b < sg->full) b = sg->full;
+      if (e > sg->full + sg->n) e = sg->full + sg->n;
+      if (b >= e) continue;
+      int64_t at = sg->shard + (b - sg->full); /* the moments' index */
+      int64_t pg = t->z2 ? at : b;
+      float wd = p->decay ? m->weight_decay : 0.0f;
+      float *m1 = t->mom1 ? t->mom1 + at : NULL, *m2 = t->mom2 ? t->mom2 + at : NULL;
+      if (m->opt == DST_OPT_ADAMW)
+        k_adamw_update(params + pg, grads + pg, m1, m2, e - b, (float)lr, m->beta1, m->beta2, m->eps, wd, step);
+      else
+        k_sgd_update(params + pg, grads + pg, m1, e - b, (float)lr, m->momentum, wd, m->nesterov);
+    }
   }
-  if (t->sharded) {
+  if (t->z2 && !t->z3) {
+    /* ZeRO-2 keeps every parameter: gather the updated shards unit by unit */
+    size_t maxb = 0;
+    for (int u = 0; u < m->nbuckets; u++) maxb = unit_buf_bytes(t, u) > maxb ? unit_buf_bytes(t, u) : maxb;
+    float *buf = dst_malloc(maxb, DST_MEM_PARAMS, "parameter gather staging");
+    double c0 = dst_now_sec();
+    for (int u = 0; u < m->nbuckets; u++) {
+      dst_comm_set_label("parameter unit");
+      dst_comm_allgather(t->dp, t->pshard + t->ushard[u], buf, (size_t)t->uchunk[u], DST_COMM_F32);
+      memcpy(t->r.params + m->buckets[u].offset, buf, (size_t)m->buckets[u].bytes);
+      t->comm_bytes += (double)(t->world - 1) * (double)t->uchunk[u] * 4;
+    }
+    t->comm_sec += dst_now_sec() - c0;
+    dst_free(buf);
+  } else if (t->sharded && !t->z2) {
     dst_comm_set_label("parameters");
     double c0 = dst_now_sec();
     dst_comm_allgather(t->dp, params + t->lo, params, (size_t)t->n, DST_COMM_F32);
@@ -643,7 +867,7 @@ static double evaluate(Trainer *t) {
   t->r.training = false;
   for (uint64_t i = 0; i < n; i++) {
     load_batch(t, t->val);
-    t->m->forward(&t->r);
+    run_forward(t);
     check_run(t, 0);
     sum += loss_value(t);
   }
@@ -728,7 +952,9 @@ static int check_grads(Trainer *t) {
   return bad;
 }
 
-static void sample(Trainer *t, int64_t n, DstRng *rng) {
+/* Generates n tokens; print is false on ranks that only take part (at
+ * ZeRO-3 every rank runs the forward passes, which gather parameters). */
+static void sample(Trainer *t, int64_t n, DstRng *rng, bool print) {
   const DstModel *m = t->m;
   if (m->logits_offset < 0 || m->logits_ndim != 3) {
     dst_log_warn("--sample needs a model value named 'logits' of shape [batch, seq, vocab]; skipping");
@@ -742,13 +968,13 @@ static void sample(Trainer *t, int64_t n, DstRng *rng) {
   double *p = malloc(sizeof(double) * (size_t)V);
   if (!ctx || !p) dst_fatal("out of memory");
   memcpy(ctx, t->tok, sizeof(int32_t) * (size_t)t->T);
-  printf("--- sample (%lld tokens, after the prompt of %d tokens from the data) ---\n", (long long)n, t->T);
+  if (print) printf("--- sample (%lld tokens, after the prompt of %d tokens from the data) ---\n", (long long)n, t->T);
   t->r.training = false;
   int32_t *in0 = (int32_t *)(t->r.data + input(m, 0)->offset);
   for (int64_t s = 0; s < n; s++) {
     memset(t->r.data, 0, (size_t)m->data_bytes);
     memcpy(in0, ctx, sizeof(int32_t) * (size_t)t->T);
-    m->forward(&t->r);
+    run_forward(t);
     check_run(t, 0);
     const float *lg = (const float *)(t->r.arena + m->logits_offset) + (size_t)(t->T - 1) * (size_t)V;
     double mx = lg[0], z = 0;
@@ -765,14 +991,15 @@ static void sample(Trainer *t, int64_t n, DstRng *rng) {
     }
     memmove(ctx, ctx + 1, sizeof(int32_t) * (size_t)(t->T - 1));
     ctx[t->T - 1] = (int32_t)tok;
-    if (V <= 256) {
+    if (!print) {
+    } else if (V <= 256) {
       unsigned char c = (unsigned char)tok;
       putchar(c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7f) || c >= 0x80 ? c : '?');
     } else {
       printf("%lld ", (long long)tok);
     }
   }
-  printf("\n---\n");
+  if (print) printf("\n---\n");
   free(ctx);
   free(p);
 }
@@ -788,6 +1015,18 @@ static void trainer_free(Trainer *t) {
   dst_free(t->tgt);
   dst_free(t->r.prof);
   dst_free(t->reqs);
+  dst_free(t->pshard);
+  dst_free(t->gshard);
+  dst_free(t->gstage);
+  dst_free(t->ushard);
+  dst_free(t->uchunk);
+  dst_free(t->segs);
+  dst_free(t->preq);
+  dst_free(t->greq);
+  dst_free(t->pheld);
+  dst_free(t->inflight);
+  dst_free(t->r.punit);
+  dst_free(t->r.gunit);
   if (t->train) dst_data_close(t->train);
   if (t->val) dst_data_close(t->val);
 }
@@ -854,6 +1093,9 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   t.rank = t.mesh->coord[DST_AXIS_DP];
   t.world = (int)m->dp;
   bool lead = t.mesh->rank == 0;
+  /* Saving and sampling gather parameters at ZeRO-3: every rank takes part */
+  const char *save_path = o.save, *dump_path = o.dump;
+  int64_t nsample = o.sample;
   if (!lead) {
     o.quiet = true;
     o.sample = 0;
@@ -866,8 +1108,11 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   t.B = (int)input(m, 0)->shape[0];
   t.T = (int)input(m, 0)->shape[1];
   /* Exactly the planned sizes: the measured peak must equal the plan. */
-  t.r.params = slab(m->params_bytes, DST_MEM_PARAMS, "parameters");
-  t.r.grads = slab(m->params_bytes, DST_MEM_GRADS, "gradients");
+  t.sharded = m->zero >= 1 && t.world > 1;
+  t.z2 = t.sharded && m->zero >= 2;
+  t.z3 = t.sharded && m->zero >= 3;
+  if (!t.z3) t.r.params = slab(m->params_bytes, DST_MEM_PARAMS, "parameters");
+  if (!t.z2) t.r.grads = slab(m->params_bytes, DST_MEM_GRADS, "gradients");
   t.r.arena = slab(m->arena_bytes, DST_MEM_ACTS, "activations");
   t.r.data = slab(m->data_bytes, DST_MEM_DATA, "inputs");
   t.r.work = slab(m->work_bytes, DST_MEM_WORKSPACE, "workspace");
@@ -876,9 +1121,15 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
     t.r.bucket_ready = on_bucket;
     t.reqs = dst_calloc((size_t)m->nbuckets, sizeof(DstCommReq), DST_MEM_OTHER, "bucket requests");
   }
-  t.sharded = m->zero >= 1 && t.world > 1;
   t.n = m->params_bytes / 4 / (t.sharded ? t.world : 1);
   t.lo = t.sharded ? (int64_t)t.rank * t.n : 0;
+  setup_shards(&t);
+  if (t.z2) {
+    t.r.zero_hook = zero_hook;
+    t.pshard = (float *)slab(t.n * 4, DST_MEM_PARAMS, "parameter shard (fp32 master)");
+    t.gshard = (float *)slab(t.n * 4, DST_MEM_GRADS, "gradient shard");
+    if (m->grad_accum > 1) t.gstage = (float *)slab(t.n * 4, DST_MEM_GRADS, "gradient receive buffer");
+  }
   if (m->optstate_bytes) {
     size_t half = (size_t)t.n * 4;
     char *st = slab(m->optstate_bytes, DST_MEM_OPTIM, "optimizer state");
@@ -892,8 +1143,10 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   if (o.val_data) t.val = open_data(&t, o.val_data);
 
   if (o.profile) t.r.prof = dst_calloc((size_t)m->nprof, sizeof(double), DST_MEM_OTHER, "profile");
-  init_params(&t, (uint64_t)o.seed);
-  if (o.init) load_init(&t, o.init);
+  char *pinit = params_target(&t);
+  init_params(&t, pinit, (uint64_t)o.seed);
+  if (o.init) load_init(&t, pinit, o.init);
+  params_written(&t, pinit);
 
   if (o.check_grads) {
     if (t.world > 1) dst_fatal("--check-grads runs on one rank; build the model with dp = 1");
@@ -927,13 +1180,17 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
     dst_timer_start(&timer);
     load_batch(&t, t.train);
     float loss = compute(&t, step);
-    if (step == 1 && o.dump) dump_step(&t, o.dump);
+    if (step == 1 && dump_path) {
+      float *g = t.z2 ? dst_calloc(1, (size_t)m->params_bytes, DST_MEM_OTHER, "gradient gather") : (float *)t.r.grads;
+      if (t.z2) full_from_shard(&t, t.gshard, g);
+      if (lead) dump_step(&t, dump_path, (const char *)g);
+      if (t.z2) dst_free(g);
+    }
     if (!isfinite(loss))
       dst_fatal("step %lld: the loss is %s; stopping (try a lower learning rate or gradient clipping)",
                 (long long)step, isnan(loss) ? "NaN" : "infinite");
     double norm = grad_norm(&t);
-    if (m->clip > 0 && norm > m->clip)
-      k_scale((float *)t.r.grads + t.lo, (const float *)t.r.grads + t.lo, (float)(m->clip / norm), t.n);
+    if (m->clip > 0 && norm > m->clip) clip_grads(&t, (float)(m->clip / norm));
     double lr = lr_at(m, step, o.steps);
     update(&t, step, lr);
     dst_timer_stop(&timer);
@@ -950,7 +1207,9 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
     if (o.save_every && (step % o.save_every == 0 || step == o.steps)) {
       float *m1, *m2;
       gather_moments(&t, &m1, &m2);
-      if (lead) save_checkpoint(&t, o.ckpt_dir, step, o.keep, m1, m2);
+      float *pf = params_full(&t, lead);
+      if (lead) save_checkpoint(&t, o.ckpt_dir, step, o.keep, pf, m1, m2);
+      release_full(&t, pf);
       release_moments(&t, m1, m2);
     }
     if (t.val && o.eval_every && step % o.eval_every == 0) {
@@ -974,20 +1233,24 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
     double vl = evaluate(&t);
     if (lead) printf("val loss %.6f\n", vl);
   }
-  size_t planned = (size_t)(2 * m->params_bytes + m->arena_bytes + m->data_bytes + m->work_bytes + m->optstate_bytes);
+  size_t planned = (size_t)m->planned_bytes;
   size_t measured = 0;
   for (int c = DST_MEM_PARAMS; c <= DST_MEM_DATA; c++) measured += dst_mem_peak((DstMemCat)c);
   if (lead)
     printf("memory: planned %zu bytes%s; allocated %zu bytes at peak in the planned categories\n", planned,
            t.world > 1 ? " per rank" : "", measured);
-  if (o.save) {
-    save_params(&t, o.save, o.steps);
-    printf("saved %s\n", o.save);
+  if (save_path) {
+    float *pf = params_full(&t, lead);
+    if (lead) {
+      save_params(&t, o.save, o.steps, (const char *)pf);
+      printf("saved %s\n", o.save);
+    }
+    release_full(&t, pf);
   }
-  if (o.sample) {
+  if (o.sample || (t.z3 && nsample)) {
     DstRng rng;
     dst_rng_seed(&rng, (uint64_t)o.seed + 1);
-    sample(&t, o.sample, &rng);
+    sample(&t, nsample, &rng, lead);
   }
   trainer_free(&t);
   dst_mesh_free(t.mesh);

@@ -35,7 +35,7 @@ expect dump-ir-pass 2 "unknown pass 'parse'" -- "$dstc" check --dump-ir=parse "$
 expect plan 0 'activations .* bytes' -- "$dstc" plan "$gpt"
 expect plan-peak 0 'peak .* bytes' -- "$dstc" plan "$gpt" -D layers=4
 # A setting the generated programs cannot carry out is an error, not ignored.
-expect build-unsupported 1 'zero = 3 is checked and planned, but' -- "$dstc" build "$gpt" -o "$tmp/b" -fzero=3 -fdp=2
+expect build-unsupported 1 'tp = 2 is checked and planned, but' -- "$dstc" build "$gpt" -o "$tmp/b" -ftp=2
 expect build-unsupported-enum 1 'precision = bf16 is checked' -- "$dstc" build "$gpt" -o "$tmp/b" -fprecision=bf16
 expect build 0 'built .*/gpt$' -- "$dstc" build "$gpt" -o "$tmp/b" -D batch=2 -D seq=16
 expect program-help 0 'usage: .*--data FILE' -- "$tmp/b/gpt" --help
