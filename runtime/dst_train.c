@@ -24,6 +24,7 @@
 
 #include "dst.h"
 #include "dst_comm.h"
+#include "dst_internal.h"
 #include "dst_model.h"
 #include "k_cpu.h"
 
@@ -208,30 +209,48 @@ static double dp_mean(Trainer *t, double x) {
 static int64_t unit_floats(const Trainer *t, int u) { return t->m->buckets[u].bytes / 4; }
 static size_t unit_buf_bytes(const Trainer *t, int u) { return (size_t)t->uchunk[u] * (size_t)t->world * 4; }
 
+/* The slab floats rank r holds, and where in its shard: its chunk of every
+ * unit (ZeRO-2/3), its flat shard (ZeRO-1), or without sharding the whole
+ * slab (every rank holds it; rank 0 stands for them in checkpoints). out
+ * has room for max(units, 1) segments; returns how many. */
+static int rank_segs(const Trainer *t, int r, struct Seg *out) {
+  if (!t->sharded) {
+    out[0] = (struct Seg){0, 0, t->m->params_bytes / 4};
+    return 1;
+  }
+  if (!t->z2) {
+    out[0] = (struct Seg){(int64_t)r * t->n, 0, t->n};
+    return 1;
+  }
+  int n = 0;
+  for (int u = 0; u < t->m->nbuckets; u++) {
+    int64_t first = (int64_t)r * t->uchunk[u], left = unit_floats(t, u) - first;
+    int64_t cnt = left < t->uchunk[u] ? left : t->uchunk[u];
+    if (cnt > 0) out[n++] = (struct Seg){t->m->buckets[u].offset / 4 + first, t->ushard[u], cnt};
+  }
+  return n;
+}
+
 /* Lays out this rank's shard: its chunk of every unit, in unit order. */
 static void setup_shards(Trainer *t) {
   const DstModel *m = t->m;
+  int U = m->nbuckets > 0 ? m->nbuckets : 1;
+  t->segs = dst_calloc((size_t)U, sizeof *t->segs, DST_MEM_OTHER, "shard map");
   if (!t->z2) {
-    t->segs = dst_malloc(sizeof *t->segs, DST_MEM_OTHER, "shard map");
-    t->segs[0] = (struct Seg){t->lo, t->sharded ? 0 : t->lo, t->n};
-    t->nsegs = 1;
+    t->nsegs = rank_segs(t, t->rank, t->segs);
     return;
   }
-  int U = m->nbuckets;
   t->ushard = dst_calloc((size_t)U, sizeof(int64_t), DST_MEM_OTHER, "shard map");
   t->uchunk = dst_calloc((size_t)U, sizeof(int64_t), DST_MEM_OTHER, "shard map");
-  t->segs = dst_calloc((size_t)U, sizeof *t->segs, DST_MEM_OTHER, "shard map");
   int64_t at = 0;
   for (int u = 0; u < U; u++) {
-    int64_t n = unit_floats(t, u), c = (n + t->world - 1) / t->world;
-    int64_t first = (int64_t)t->rank * c, cnt = n - first < c ? n - first : c;
-    t->uchunk[u] = c;
+    t->uchunk[u] = (unit_floats(t, u) + t->world - 1) / t->world;
     t->ushard[u] = at;
-    if (cnt > 0) t->segs[t->nsegs++] = (struct Seg){m->buckets[u].offset / 4 + first, at, cnt};
-    at += c;
+    at += t->uchunk[u];
   }
   t->lo = 0;
   t->n = at;
+  t->nsegs = rank_segs(t, t->rank, t->segs);
   if (at * 4 != m->shard_bytes)
     dst_fatal("internal error: the shard is %lld bytes, the plan says %lld", (long long)at * 4,
               (long long)m->shard_bytes);
@@ -446,27 +465,24 @@ static void dump_step(Trainer *t, const char *path, const char *grads) {
 
 /* ------------------------------------------------------------ checkpoints
  *
- * A checkpoint is a directory DIR/step-NNNNNNNN holding model.safetensors
- * (every parameter, by its global name) and optim.safetensors (the
- * optimizer moments m.NAME, v.NAME). Metadata: the model's name, the step,
- * the data position and a checksum of all tensor bytes. Tensors are global
- * (not per rank), so a run can resume under another data-parallel layout.
- * Writing is atomic: files go to DIR/.tmp-step-N, are fsynced, and the
- * directory is renamed into place; a crash leaves either the old set of
+ * A checkpoint is a directory DIR/step-NNNNNNNN: every rank that holds a
+ * part of the model state writes rank-RRRRR.safetensors (its slice of each
+ * parameter and of its optimizer moments, 1-D, as "NAME", "m.NAME",
+ * "v.NAME"), and rank 0 writes manifest.json: the model, the step, the data
+ * position, the layout it was saved under, every tensor's global name,
+ * dtype and shape, which rank file holds which slice (start and count in
+ * the flattened tensor), and each file's checksum. Without sharding rank 0
+ * alone writes (the others hold the same bytes).
+ * Loading reads the manifest and, on each rank, only the files holding
+ * slices of what that rank needs, so a checkpoint resumes under any dp and
+ * ZeRO stage, and no rank ever holds more than its own state plus one file.
+ * Writing is atomic: everything goes to DIR/.tmp-step-N, is fsynced, and
+ * the directory is renamed into place; a crash leaves either the old set of
  * checkpoints or the new one, never a half-written checkpoint. */
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
   const unsigned char *b = p;
   for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-  return h;
-}
-
-/* Checksum of a model's tensors in parameter order. */
-static uint64_t params_checksum(const DstModel *m, const char *const *bases, int nbases) {
-  uint64_t h = 1469598103934665603ull;
-  for (int b = 0; b < nbases; b++)
-    for (int i = 0; i < m->nparams; i++)
-      h = fnv(h, bases[b] + m->params[i].offset, (size_t)m->params[i].numel * 4);
   return h;
 }
 
@@ -513,88 +529,6 @@ static int list_checkpoints(const char *dir, int64_t *steps, int max) {
   return n;
 }
 
-static void write_st(const DstModel *m, const char *path, const char *prefix, const char *base, int64_t step,
-                     uint64_t pos, uint64_t sum) {
-  char err[DST_ERR_LEN], buf[64];
-  DstStWriter *w = dst_st_writer_new();
-  char **names = dst_calloc((size_t)m->nparams + 1, sizeof(char *), DST_MEM_OTHER, "checkpoint names");
-  for (int i = 0; i < m->nparams; i++) {
-    const DstParamInfo *p = &m->params[i];
-    size_t n = strlen(p->name) + strlen(prefix) + 1;
-    names[i] = dst_malloc(n, DST_MEM_OTHER, "checkpoint names");
-    snprintf(names[i], n, "%s%s", prefix, p->name);
-    if (!dst_st_writer_add(w, names[i], DST_DT_F32, p->shape, p->ndim, base + p->offset, err))
-      dst_fatal("checkpoint %s: %s", path, err);
-  }
-  snprintf(buf, sizeof buf, "%lld", (long long)step);
-  dst_st_writer_set_metadata(w, "step", buf, err);
-  snprintf(buf, sizeof buf, "%llu", (unsigned long long)pos);
-  dst_st_writer_set_metadata(w, "data_pos", buf, err);
-  snprintf(buf, sizeof buf, "%016llx", (unsigned long long)sum);
-  dst_st_writer_set_metadata(w, "checksum", buf, err);
-  dst_st_writer_set_metadata(w, "model", m->name, err);
-  if (!dst_st_writer_write(w, path, err)) dst_fatal("checkpoint: %s", err);
-  dst_st_writer_free(w);
-  for (int i = 0; i < m->nparams; i++) dst_free(names[i]);
-  dst_free(names);
-}
-
-static void save_checkpoint(Trainer *t, const char *dir, int64_t step, int64_t keep, const float *params,
-                            const float *mom1, const float *mom2) {
-  const DstModel *m = t->m;
-  char tmp[4096], final[4096], path[4200];
-  if (mkdir(dir, 0777) != 0 && errno != EEXIST) dst_fatal("cannot create checkpoint directory %s: %s", dir, strerror(errno));
-  snprintf(tmp, sizeof tmp, "%s/.tmp-step-%08lld", dir, (long long)step);
-  snprintf(final, sizeof final, "%s/step-%08lld", dir, (long long)step);
-  remove_dir(tmp); /* left by a run killed while saving */
-  if (mkdir(tmp, 0777) != 0) dst_fatal("cannot create %s: %s", tmp, strerror(errno));
-  const char *pbase[1] = {(const char *)params};
-  snprintf(path, sizeof path, "%s/model.safetensors", tmp);
-  write_st(m, path, "", pbase[0], step, t->train->pos, params_checksum(m, pbase, 1));
-  if (mom1) {
-    const char *obase[2] = {(const char *)mom1, (const char *)mom2};
-    int nb = mom2 ? 2 : 1;
-    uint64_t sum = params_checksum(m, obase, nb);
-    snprintf(path, sizeof path, "%s/optim_m.safetensors", tmp);
-    write_st(m, path, "m.", (const char *)mom1, step, t->train->pos, sum);
-    if (mom2) {
-      snprintf(path, sizeof path, "%s/optim_v.safetensors", tmp);
-      write_st(m, path, "v.", (const char *)mom2, step, t->train->pos, sum);
-    }
-  }
-  fsync_path(tmp);
-  remove_dir(final);
-  if (rename(tmp, final) != 0) dst_fatal("cannot rename %s to %s: %s", tmp, final, strerror(errno));
-  fsync_path(dir);
-  int64_t steps[4096];
-  int n = list_checkpoints(dir, steps, 4096);
-  for (int i = 0; i + keep < n; i++) {
-    snprintf(final, sizeof final, "%s/step-%08lld", dir, (long long)steps[i]);
-    remove_dir(final);
-  }
-}
-
-/* Whole-slab views of the optimizer moments: the buffers themselves, or
- * with ZeRO (each rank holding a shard) gathered copies, which the caller
- * frees with release_moments. Every rank must call it (it communicates). */
-static void gather_moments(Trainer *t, float **m1, float **m2) {
-  *m1 = t->mom1;
-  *m2 = t->mom2;
-  if (!t->sharded || !t->mom1) return;
-  size_t bytes = (size_t)t->m->params_bytes;
-  *m1 = dst_calloc(1, bytes, DST_MEM_OTHER, "checkpoint gather");
-  full_from_shard(t, t->mom1, *m1);
-  if (t->mom2) {
-    *m2 = dst_calloc(1, bytes, DST_MEM_OTHER, "checkpoint gather");
-    full_from_shard(t, t->mom2, *m2);
-  }
-}
-
-static void release_moments(Trainer *t, float *m1, float *m2) {
-  if (m1 != t->mom1) dst_free(m1);
-  if (m2 != t->mom2) dst_free(m2);
-}
-
 /* The parameters in the slab layout: the slab itself, or at stage 3 a
  * gathered copy (collective: every rank calls it; only ranks with `need`
  * get the copy), which release_full frees. */
@@ -620,99 +554,352 @@ static void params_written(Trainer *t, char *full) {
   release_full(t, (float *)full);
 }
 
-/* Loads one checkpoint file into base, verifying the model and checksum
- * metadata; the messages name the file and what is wrong. */
-static DstSafetensors *open_ckpt(const DstModel *m, const char *path) {
-  char err[DST_ERR_LEN];
-  DstSafetensors *st = dst_st_open(path, err);
-  if (!st) dst_fatal("cannot resume: %s", err);
-  const char *model = dst_st_metadata(st, "model");
-  if (!model || strcmp(model, m->name))
-    dst_fatal("cannot resume: %s is a checkpoint of model '%s', not of '%s'", path, model ? model : "?", m->name);
-  return st;
+enum { NSTATES = 3 };
+static const char *const state_prefix[NSTATES] = {"", "m.", "v."};
+
+/* State s (parameters, first and second moment) of this rank: its buffer,
+ * and the segments of the slab it holds there (indexed by seg.shard, or
+ * by slab position when *full_index). NULL when the optimizer has no such
+ * state. */
+static float *state_buf(Trainer *t, int s, bool *full_index) {
+  if (s == 0) {
+    *full_index = !t->z2;
+    return t->z2 ? t->pshard : (float *)t->r.params;
+  }
+  *full_index = !t->sharded;
+  return s == 1 ? t->mom1 : t->mom2;
 }
 
-static void load_ckpt_file(const DstModel *m, const char *path, const char *prefix, char *base) {
-  char err[DST_ERR_LEN];
-  DstSafetensors *st = open_ckpt(m, path);
+/* The part of parameter p inside segment g: elements [*start, *start + n) of
+ * the flattened tensor; returns n (0: none). */
+static int64_t slice_of(const DstParamInfo *p, const struct Seg *g, int64_t *start) {
+  int64_t b = p->offset / 4, e = b + p->numel;
+  if (b < g->full) b = g->full;
+  if (e > g->full + g->n) e = g->full + g->n;
+  *start = b - p->offset / 4;
+  return e > b ? e - b : 0;
+}
+
+static float *seg_ptr(float *base, bool full_index, const struct Seg *g, int64_t slab_pos) {
+  return base + (full_index ? slab_pos : g->shard + (slab_pos - g->full));
+}
+
+static void json_str(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+    else if (c < 0x20) fprintf(f, "\\u%04x", c);
+    else fputc(c, f);
+  }
+  fputc('"', f);
+}
+
+static void write_manifest(Trainer *t, const char *path, int64_t step, const uint64_t *sums, int nstates) {
+  const DstModel *m = t->m;
+  FILE *f = fopen(path, "w");
+  if (!f) dst_fatal("cannot write %s: %s", path, strerror(errno));
+  int writers = t->sharded ? t->world : 1;
+  int maxsegs = m->nbuckets > 0 ? m->nbuckets : 1;
+  struct Seg *segs = dst_calloc((size_t)writers * (size_t)maxsegs, sizeof *segs, DST_MEM_OTHER, "manifest");
+  int *nsegs = dst_calloc((size_t)writers, sizeof(int), DST_MEM_OTHER, "manifest");
+  for (int r = 0; r < writers; r++) nsegs[r] = rank_segs(t, r, segs + (size_t)r * (size_t)maxsegs);
+  fputs("{\n  \"format\": \"dst-checkpoint-1\",\n  \"model\": ", f);
+  json_str(f, m->name);
+  fprintf(f, ",\n  \"step\": %lld,\n  \"data_pos\": %llu,\n  \"dp\": %d,\n  \"zero\": %lld,\n", (long long)step,
+          (unsigned long long)t->train->pos, t->world, (long long)m->zero);
+  fputs("  \"states\": [\"params\"", f);
+  for (int s = 1; s < nstates; s++) fprintf(f, ", \"%s\"", s == 1 ? "m" : "v");
+  fputs("],\n  \"files\": [\n", f);
+  for (int r = 0; r < writers; r++)
+    fprintf(f, "    {\"rank\": %d, \"file\": \"rank-%05d.safetensors\", \"checksum\": \"%016llx\"}%s\n", r, r,
+            (unsigned long long)sums[r], r + 1 < writers ? "," : "");
+  fputs("  ],\n  \"tensors\": [\n", f);
   for (int i = 0; i < m->nparams; i++) {
     const DstParamInfo *p = &m->params[i];
-    char name[1024];
-    snprintf(name, sizeof name, "%s%s", prefix, p->name);
-    if (!dst_st_load_into(st, name, DST_DT_F32, p->shape, p->ndim, base + p->offset, err))
-      dst_fatal("cannot resume from %s: %s", path, err);
+    fputs("    {\"name\": ", f);
+    json_str(f, p->name);
+    fputs(", \"dtype\": \"F32\", \"shape\": [", f);
+    for (int k = 0; k < p->ndim; k++) fprintf(f, "%s%lld", k ? ", " : "", (long long)p->shape[k]);
+    fputs("], \"slices\": [", f);
+    bool first = true;
+    for (int r = 0; r < writers; r++)
+      for (int g = 0; g < nsegs[r]; g++) {
+        int64_t start, n = slice_of(p, &segs[(size_t)r * (size_t)maxsegs + (size_t)g], &start);
+        if (!n) continue;
+        fprintf(f, "%s{\"rank\": %d, \"start\": %lld, \"count\": %lld}", first ? "" : ", ", r, (long long)start,
+                (long long)n);
+        first = false;
+      }
+    fprintf(f, "]}%s\n", i + 1 < m->nparams ? "," : "");
   }
-  dst_st_close(st);
+  fputs("  ]\n}\n", f);
+  if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0) dst_fatal("cannot write %s: %s", path, strerror(errno));
+  dst_free(segs);
+  dst_free(nsegs);
 }
 
-static int64_t meta_int(const DstModel *m, const char *path, const char *key) {
-  DstSafetensors *st = open_ckpt(m, path);
-  const char *v = dst_st_metadata(st, key);
-  char *end;
-  long long x = v ? strtoll(v, &end, 10) : -1;
-  if (!v || *end || x < 0) dst_fatal("cannot resume: %s has no valid '%s' in its metadata", path, key);
-  dst_st_close(st);
-  return x;
+/* Every rank calls it: each writer writes its file, rank 0 the manifest,
+ * and rank 0 moves the finished directory into place. */
+static void save_checkpoint(Trainer *t, const char *dir, int64_t step, int64_t keep) {
+  const DstModel *m = t->m;
+  char tmp[4096], final[4096], path[4200], err[DST_ERR_LEN];
+  bool lead = t->rank == 0;
+  snprintf(tmp, sizeof tmp, "%s/.tmp-step-%08lld", dir, (long long)step);
+  snprintf(final, sizeof final, "%s/step-%08lld", dir, (long long)step);
+  if (lead) {
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+      dst_fatal("cannot create checkpoint directory %s: %s", dir, strerror(errno));
+    remove_dir(tmp); /* left by a run killed while saving */
+    if (mkdir(tmp, 0777) != 0) dst_fatal("cannot create %s: %s", tmp, strerror(errno));
+  }
+  if (t->world > 1) dst_comm_barrier(t->dp);
+  int nstates = 1 + (t->mom1 != NULL) + (t->mom2 != NULL);
+  uint64_t sum = 1469598103934665603ull;
+  if (t->sharded || lead) {
+    DstStWriter *w = dst_st_writer_new();
+    char **names = dst_calloc((size_t)m->nparams * NSTATES + 1, sizeof(char *), DST_MEM_OTHER, "checkpoint names");
+    for (int s = 0; s < nstates; s++) {
+      bool fi;
+      float *base = state_buf(t, s, &fi);
+      for (int i = 0; i < m->nparams; i++) {
+        const DstParamInfo *p = &m->params[i];
+        for (int g = 0; g < t->nsegs; g++) {
+          int64_t start, n = slice_of(p, &t->segs[g], &start);
+          if (!n) continue;
+          const float *x = seg_ptr(base, fi, &t->segs[g], p->offset / 4 + start);
+          size_t len = strlen(p->name) + 3;
+          char *name = names[(size_t)s * (size_t)m->nparams + (size_t)i] = dst_malloc(len, DST_MEM_OTHER, "checkpoint names");
+          snprintf(name, len, "%s%s", state_prefix[s], p->name);
+          if (!dst_st_writer_add(w, name, DST_DT_F32, &n, 1, x, err)) dst_fatal("checkpoint: %s", err);
+          sum = fnv(sum, x, (size_t)n * 4);
+        }
+      }
+    }
+    char buf[64];
+    snprintf(buf, sizeof buf, "%016llx", (unsigned long long)sum);
+    dst_st_writer_set_metadata(w, "checksum", buf, err);
+    dst_st_writer_set_metadata(w, "model", m->name, err);
+    snprintf(buf, sizeof buf, "%lld", (long long)step);
+    dst_st_writer_set_metadata(w, "step", buf, err);
+    snprintf(path, sizeof path, "%s/rank-%05d.safetensors", tmp, t->rank);
+    if (!dst_st_writer_write(w, path, err)) dst_fatal("checkpoint: %s", err);
+    dst_st_writer_free(w);
+    for (size_t i = 0; i < (size_t)m->nparams * NSTATES; i++) dst_free(names[i]);
+    dst_free(names);
+  }
+  uint64_t *sums = dst_calloc((size_t)t->world, sizeof(uint64_t), DST_MEM_OTHER, "checkpoint sums");
+  if (t->world > 1) dst_comm_allgather(t->dp, &sum, sums, 8, DST_COMM_U8);
+  else sums[0] = sum;
+  if (lead) {
+    snprintf(path, sizeof path, "%s/manifest.json", tmp);
+    write_manifest(t, path, step, sums, nstates);
+    fsync_path(tmp);
+    remove_dir(final);
+    if (rename(tmp, final) != 0) dst_fatal("cannot rename %s to %s: %s", tmp, final, strerror(errno));
+    fsync_path(dir);
+    int64_t steps[4096];
+    int n = list_checkpoints(dir, steps, 4096);
+    for (int i = 0; i + keep < n; i++) {
+      snprintf(final, sizeof final, "%s/step-%08lld", dir, (long long)steps[i]);
+      remove_dir(final);
+    }
+  }
+  dst_free(sums);
+  /* nobody runs ahead of a checkpoint that is not in place yet */
+  if (t->world > 1) dst_comm_barrier(t->dp);
 }
 
-static void verify_checksum(const DstModel *m, const char *path, const char *const *bases, int n) {
-  DstSafetensors *st = open_ckpt(m, path);
-  const char *v = dst_st_metadata(st, "checksum");
-  char want[32];
-  snprintf(want, sizeof want, "%016llx", (unsigned long long)params_checksum(m, bases, n));
-  if (!v || strcmp(v, want))
-    dst_fatal("cannot resume: %s is corrupt (checksum %s, the data gives %s); resume from an earlier checkpoint",
-              path, v ? v : "missing", want);
-  dst_st_close(st);
+/* ---- loading */
+
+static const DstJsonNode *jget(const DstJson *j, const DstJsonNode *obj, const char *key) {
+  if (!obj || obj->kind != DST_JSON_OBJECT) return NULL;
+  for (uint32_t c = obj->first; c; c = j->nodes[c].next)
+    if (!strcmp(dst_json_key(j, &j->nodes[c]), key)) return &j->nodes[c];
+  return NULL;
 }
 
-/* Restores parameters, optimizer state and data position; returns the step
- * the checkpoint was taken after. */
+static int64_t jint(const DstJson *j, const DstJsonNode *obj, const char *key, const char *path) {
+  const DstJsonNode *n = jget(j, obj, key);
+  if (!n || n->kind != DST_JSON_INT || n->num < 0) dst_fatal("cannot resume: %s: no valid \"%s\"", path, key);
+  return n->num;
+}
+
+static const char *jstr(const DstJson *j, const DstJsonNode *obj, const char *key, const char *path) {
+  const DstJsonNode *n = jget(j, obj, key);
+  if (!n || n->kind != DST_JSON_STRING) dst_fatal("cannot resume: %s: no valid \"%s\"", path, key);
+  return dst_json_str(j, n);
+}
+
+static const DstJsonNode *jarr(const DstJson *j, const DstJsonNode *obj, const char *key, const char *path) {
+  const DstJsonNode *n = jget(j, obj, key);
+  if (!n || n->kind != DST_JSON_ARRAY) dst_fatal("cannot resume: %s: no valid \"%s\"", path, key);
+  return n;
+}
+
+static void shape_str(char *b, size_t sz, const int64_t *shape, int nd) {
+  size_t o = (size_t)snprintf(b, sz, "[");
+  for (int k = 0; k < nd && o < sz; k++) o += (size_t)snprintf(b + o, sz - o, "%s%lld", k ? "," : "", (long long)shape[k]);
+  if (o < sz) snprintf(b + o, sz - o, "]");
+}
+
+/* Restores parameters, optimizer state and data position from the
+ * checkpoint in `where` (a step directory, or a directory of them: the
+ * last); returns the step it was taken after. */
 static int64_t resume(Trainer *t, const char *where) {
   const DstModel *m = t->m;
-  char dir[4096], path[4200];
+  char dir[4096], path[4200], err[DST_ERR_LEN];
   struct stat sb;
-  snprintf(path, sizeof path, "%s/model.safetensors", where);
+  snprintf(path, sizeof path, "%s/manifest.json", where);
   if (stat(path, &sb) == 0) {
     snprintf(dir, sizeof dir, "%s", where);
   } else {
     int64_t steps[4096];
     int n = list_checkpoints(where, steps, 4096);
-    if (!n) dst_fatal("cannot resume: no checkpoint in %s (expected step-N directories or a model.safetensors)", where);
+    if (!n) dst_fatal("cannot resume: no checkpoint in %s (expected step-N directories or a manifest.json)", where);
     snprintf(dir, sizeof dir, "%s/step-%08lld", where, (long long)steps[n - 1]);
   }
-  snprintf(path, sizeof path, "%s/model.safetensors", dir);
-  char *pfull = params_target(t);
-  load_ckpt_file(m, path, "", pfull);
-  const char *pb[1] = {pfull};
-  verify_checksum(m, path, pb, 1);
-  params_written(t, pfull);
-  int64_t step = meta_int(m, path, "step");
-  t->train->pos = (uint64_t)meta_int(m, path, "data_pos");
-  if (t->mom1) {
-    /* The files hold whole tensors; a ZeRO rank keeps its shard of them. */
-    char pm[4200], pv[4200];
-    float *m1 = t->mom1, *m2 = t->mom2;
-    if (t->sharded) {
-      m1 = dst_calloc(1, (size_t)m->params_bytes, DST_MEM_OTHER, "checkpoint load");
-      m2 = t->mom2 ? dst_calloc(1, (size_t)m->params_bytes, DST_MEM_OTHER, "checkpoint load") : NULL;
-    }
-    snprintf(pm, sizeof pm, "%s/optim_m.safetensors", dir);
-    load_ckpt_file(m, pm, "m.", (char *)m1);
-    const char *ob[2] = {(const char *)m1, (const char *)m2};
-    if (m2) {
-      snprintf(pv, sizeof pv, "%s/optim_v.safetensors", dir);
-      load_ckpt_file(m, pv, "v.", (char *)m2);
-    }
-    verify_checksum(m, pm, ob, m2 ? 2 : 1);
-    if (meta_int(m, pm, "step") != step) dst_fatal("cannot resume: %s and %s are of different steps", path, pm);
-    if (t->sharded) {
-      shard_from_full(t, m1, t->mom1);
-      if (m2) shard_from_full(t, m2, t->mom2);
-      dst_free(m1);
-      dst_free(m2);
+  snprintf(path, sizeof path, "%s/manifest.json", dir);
+  DstMap map;
+  DstJson j = {0};
+  if (!dst_map_file(path, &map, err, sizeof err)) dst_fatal("cannot resume: %s", err);
+  char jerr[256];
+  if (!dst_json_parse(&j, (const char *)map.data, map.len, 1u << 24, jerr, sizeof jerr))
+    dst_fatal("cannot resume: %s is not a valid manifest: %s", path, jerr);
+  const DstJsonNode *root = &j.nodes[0];
+  const char *format = jstr(&j, root, "format", path), *model = jstr(&j, root, "model", path);
+  if (strcmp(format, "dst-checkpoint-1"))
+    dst_fatal("cannot resume: %s has format '%s'; this program reads dst-checkpoint-1", path, format);
+  if (strcmp(model, m->name))
+    dst_fatal("cannot resume: %s is a checkpoint of model '%s', not of '%s'", path, model, m->name);
+  int64_t step = jint(&j, root, "step", path);
+  t->train->pos = (uint64_t)jint(&j, root, "data_pos", path);
+  int nstates = 1 + (t->mom1 != NULL) + (t->mom2 != NULL);
+  const DstJsonNode *states = jarr(&j, root, "states", path);
+  if ((int)states->count < nstates)
+    dst_fatal("cannot resume: %s holds %u state(s) per parameter; this model's optimizer needs %d", path,
+              states->count, nstates);
+  /* The tensors: every parameter of the model, by name, with its shape. */
+  const DstJsonNode *tensors = jarr(&j, root, "tensors", path);
+  if ((int)tensors->count != m->nparams)
+    dst_fatal("cannot resume: %s holds %u tensors; the model has %d parameters", path, tensors->count, m->nparams);
+  const DstJsonNode **tens = dst_calloc((size_t)m->nparams + 1, sizeof *tens, DST_MEM_OTHER, "manifest");
+  for (int i = 0; i < m->nparams; i++) {
+    const DstParamInfo *p = &m->params[i];
+    for (uint32_t c = tensors->first; c && !tens[i]; c = j.nodes[c].next)
+      if (!strcmp(jstr(&j, &j.nodes[c], "name", path), p->name)) tens[i] = &j.nodes[c];
+    if (!tens[i]) dst_fatal("cannot resume: %s has no tensor '%s'", path, p->name);
+    const DstJsonNode *sh = jarr(&j, tens[i], "shape", path);
+    int64_t shape[DST_MAX_RANK];
+    int nd = 0;
+    for (uint32_t c = sh->first; c && nd < DST_MAX_RANK; c = j.nodes[c].next) shape[nd++] = j.nodes[c].num;
+    bool same = nd == p->ndim && (int)sh->count == nd;
+    for (int k = 0; same && k < nd; k++) same = shape[k] == p->shape[k];
+    if (!same) {
+      char want[128], found[128];
+      shape_str(want, sizeof want, p->shape, p->ndim);
+      shape_str(found, sizeof found, shape, nd);
+      dst_fatal("cannot resume from %s: tensor '%s': shape %s expected, %s found", path, p->name, want, found);
     }
   }
+  /* Each file holding a slice this rank needs: checked, then copied from. */
+  int64_t *got = dst_calloc(NSTATES, sizeof(int64_t), DST_MEM_OTHER, "manifest");
+  const DstJsonNode *files = jarr(&j, root, "files", path);
+  for (uint32_t fc = files->first; fc; fc = j.nodes[fc].next) {
+    const DstJsonNode *fn = &j.nodes[fc];
+    int64_t frank = jint(&j, fn, "rank", path);
+    const char *fname = jstr(&j, fn, "file", path), *want = jstr(&j, fn, "checksum", path);
+    if (strchr(fname, '/') || fname[0] == '.') dst_fatal("cannot resume: %s names the file '%s'", path, fname);
+    bool needed = false;
+    for (int i = 0; i < m->nparams && !needed; i++) {
+      const DstJsonNode *sl = jarr(&j, tens[i], "slices", path);
+      for (uint32_t c = sl->first; c && !needed; c = j.nodes[c].next) {
+        if (jint(&j, &j.nodes[c], "rank", path) != frank) continue;
+        int64_t st = jint(&j, &j.nodes[c], "start", path), cnt = jint(&j, &j.nodes[c], "count", path);
+        struct Seg whole = {m->params[i].offset / 4 + st, 0, cnt};
+        for (int g = 0; g < t->nsegs && !needed; g++) {
+          int64_t s0;
+          needed = slice_of(&m->params[i], &t->segs[g], &s0) > 0 &&
+                   t->segs[g].full < whole.full + whole.n && whole.full < t->segs[g].full + t->segs[g].n;
+        }
+        /* without ZeRO-2/3 every rank holds all parameters */
+        needed |= !t->z2;
+      }
+    }
+    if (!needed) continue;
+    char fpath[4400];
+    snprintf(fpath, sizeof fpath, "%s/%s", dir, fname);
+    DstSafetensors *st = dst_st_open(fpath, err);
+    if (!st) dst_fatal("cannot resume: %s", err);
+    uint64_t sum = 1469598103934665603ull;
+    for (size_t k = 0; k < dst_st_count(st); k++) {
+      const DstStTensor *x = dst_st_tensor(st, k);
+      sum = fnv(sum, x->data, (size_t)(x->end - x->begin));
+    }
+    char have[32];
+    snprintf(have, sizeof have, "%016llx", (unsigned long long)sum);
+    if (strcmp(have, want))
+      dst_fatal("cannot resume: %s is corrupt (checksum %s in the manifest, the data gives %s); resume from an "
+                "earlier checkpoint", fpath, want, have);
+    for (int i = 0; i < m->nparams; i++) {
+      const DstParamInfo *p = &m->params[i];
+      const DstJsonNode *sl = jarr(&j, tens[i], "slices", path);
+      for (uint32_t c = sl->first; c; c = j.nodes[c].next) {
+        if (jint(&j, &j.nodes[c], "rank", path) != frank) continue;
+        int64_t start = jint(&j, &j.nodes[c], "start", path), cnt = jint(&j, &j.nodes[c], "count", path);
+        if (start + cnt > p->numel) dst_fatal("cannot resume: %s: a slice of '%s' lies outside it", path, p->name);
+        for (int s = 0; s < nstates; s++) {
+          char name[1024];
+          snprintf(name, sizeof name, "%s%s", state_prefix[s], p->name);
+          const DstStTensor *x = dst_st_find(st, name);
+          if (!x || x->dtype != DST_DT_F32 || x->ndim != 1 || x->shape[0] != cnt)
+            dst_fatal("cannot resume: %s: tensor '%s' missing or not the %lld floats the manifest says", fpath, name,
+                      (long long)cnt);
+          bool fi;
+          float *base = state_buf(t, s, &fi);
+          /* this rank's parts of the slice: its segments (all of the slab
+           * for parameters without ZeRO-2/3, and for unsharded moments) */
+          struct Seg whole = {0, 0, m->params_bytes / 4};
+          bool all = s == 0 ? !t->z2 : !t->sharded;
+          int ns = all ? 1 : t->nsegs;
+          for (int g = 0; g < ns; g++) {
+            const struct Seg *sg = all ? &whole : &t->segs[g];
+            int64_t b = p->offset / 4 + start, e = b + cnt;
+            if (b < sg->full) b = sg->full;
+            if (e > sg->full + sg->n) e = sg->full + sg->n;
+            if (b >= e) continue;
+            memcpy(seg_ptr(base, all || fi, sg, b), (const char *)x->data + (b - p->offset / 4 - start) * 4,
+                   (size_t)(e - b) * 4);
+            got[s] += e - b;
+          }
+        }
+      }
+    }
+    dst_st_close(st);
+  }
+  /* Everything this rank holds must have come from the files. */
+  for (int s = 0; s < nstates; s++) {
+    int64_t want = 0;
+    bool all = s == 0 ? !t->z2 : !t->sharded;
+    for (int i = 0; i < m->nparams; i++) {
+      if (all) {
+        want += m->params[i].numel;
+        continue;
+      }
+      for (int g = 0; g < t->nsegs; g++) {
+        int64_t s0;
+        want += slice_of(&m->params[i], &t->segs[g], &s0);
+      }
+    }
+    if (got[s] != want)
+      dst_fatal("cannot resume: %s: the files restore %lld of the %lld %s values this rank holds", path,
+                (long long)got[s], (long long)want, s == 0 ? "parameter" : "optimizer-state");
+  }
+  if (t->z2 && !t->z3) full_from_shard(t, t->pshard, (float *)t->r.params);
+  dst_free(got);
+  dst_free(tens);
+  dst_json_free(&j);
+  dst_unmap_file(&map);
   return step;
 }
 
@@ -1204,14 +1391,7 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
              dst_timer_last_tok_per_sec(&timer));
     else if (tty)
       printf("\r\033[Kstep %5lld/%lld | loss %.6f", (long long)step, (long long)o.steps, loss), fflush(stdout);
-    if (o.save_every && (step % o.save_every == 0 || step == o.steps)) {
-      float *m1, *m2;
-      gather_moments(&t, &m1, &m2);
-      float *pf = params_full(&t, lead);
-      if (lead) save_checkpoint(&t, o.ckpt_dir, step, o.keep, pf, m1, m2);
-      release_full(&t, pf);
-      release_moments(&t, m1, m2);
-    }
+    if (o.save_every && (step % o.save_every == 0 || step == o.steps)) save_checkpoint(&t, o.ckpt_dir, step, o.keep);
     if (t.val && o.eval_every && step % o.eval_every == 0) {
       double vl = evaluate(&t);
       if (lead) printf("step %5lld | val loss %.6f\n", (long long)step, vl);

@@ -44,21 +44,36 @@ if tail -n 5 z.log | awk 'NR == FNR { a[FNR] = $1; next } { d = $1 - a[FNR]; d =
   bad "ZeRO-2 checkpoint resumed on one rank differs"; paste z.log z1.log; fi
 
 # 2c. ZeRO-3 over 2 ranks (every rank holds half of every parameter):
-# interrupted and resumed = uninterrupted, bit for bit; the whole model it
-# exports with --save equals its last checkpoint's; that checkpoint resumes
-# on one rank.
+# interrupted and resumed = uninterrupted, bit for bit; each rank writes
+# its shard and the manifest says which rank holds which slice; the whole
+# model it exports with --save equals its last checkpoint's (loaded on one
+# rank); that checkpoint resumes on one rank.
 "$dstc" build "$here/examples/gpt.dst" "${args[@]}" -fdp=2 -fzero=3 -o "$tmp/b3" > /dev/null
 mpirun -np 2 "$tmp/b3/gpt" --data "$data" --steps 10 --save-every 5 --checkpoint-dir c3z --quiet --loss-log z3.log \
   --save z3.safetensors > /dev/null 2>&1
 mpirun -np 2 "$tmp/b3/gpt" --data "$data" --steps 10 --resume c3z/step-00000005 --quiet --loss-log z3r.log \
   > /dev/null 2>&1
 if [[ -s z3r.log ]] && tail -n 5 z3.log | cmp -s - z3r.log; then ok; else bad "ZeRO-3 resumed losses differ"; paste z3.log z3r.log; fi
-if "$st_compare" --atol 0 --rtol 0 z3.safetensors c3z/step-00000010/model.safetensors > /dev/null; then ok; else
+# each rank wrote its own shard, and the manifest says which rank holds what
+man=c3z/step-00000010/manifest.json
+if [[ -f c3z/step-00000010/rank-00000.safetensors && -f c3z/step-00000010/rank-00001.safetensors ]] &&
+   grep -q '"name": "wte.w", "dtype": "F32", "shape": \[256, 128\], "slices": \[{"rank": 0, "start": 0, "count": [0-9]*}, {"rank": 1,' "$man" &&
+   grep -q '"zero": 3' "$man"; then ok; else bad "ZeRO-3 checkpoint layout"; ls c3z/step-00000010; head -c 2000 "$man"; fi
+$gpt --data "$data" --steps 10 --resume c3z --quiet --save z3c.safetensors > /dev/null 2>&1
+if "$st_compare" --atol 0 --rtol 0 z3.safetensors z3c.safetensors > /dev/null; then ok; else
   bad "the model ZeRO-3 exported differs from its checkpoint"; fi
 $gpt --data "$data" --steps 10 --resume c3z/step-00000005 --quiet --loss-log z31.log > /dev/null
 if tail -n 5 z3.log | awk 'NR == FNR { a[FNR] = $1; next } { d = $1 - a[FNR]; d = d < 0 ? -d : d;
      if (d / a[FNR] > 1e-5) bad = 1 } END { exit bad || FNR != 5 }' - z31.log; then ok; else
   bad "ZeRO-3 checkpoint resumed on one rank differs"; paste z3.log z31.log; fi
+
+# 2d. A one-rank checkpoint resumes under ZeRO-3 over 2 ranks (each rank
+# reads only the slices it holds) and continues the same trajectory.
+mpirun -np 2 "$tmp/b3/gpt" --data "$data" --steps 10 --resume c1/step-00000005 --quiet --loss-log z3from1.log \
+  > /dev/null 2>&1
+if tail -n 5 full.log | awk 'NR == FNR { a[FNR] = $1; next } { d = $1 - a[FNR]; d = d < 0 ? -d : d;
+     if (d / a[FNR] > 1e-5) bad = 1 } END { exit bad || FNR != 5 }' - z3from1.log; then ok; else
+  bad "one-rank checkpoint resumed under ZeRO-3 differs"; paste full.log z3from1.log; fi
 
 # 3. SIGKILL in the middle: the last checkpoint is whole and resumes.
 $gpt --data "$data" --steps 100000 --save-every 3 --checkpoint-dir c3 --quiet > /dev/null 2>&1 &
@@ -92,13 +107,18 @@ if [[ -n $last ]] && $gpt --data "$data" --steps $((10#${last#step-} + 1)) --res
 
 # 4. Corrupt, truncated and wrong-model checkpoints are refused.
 cp -r c1/step-00000010 corrupt
-printf '\001' | dd of=corrupt/model.safetensors bs=1 seek=5000 conv=notrunc 2> /dev/null
+printf '\001' | dd of=corrupt/rank-00000.safetensors bs=1 seek=50000 conv=notrunc 2> /dev/null
 out=$($gpt --data "$data" --steps 12 --resume corrupt 2>&1); rc=$?
-if [[ $rc == 1 ]] && grep -q "corrupt/model.safetensors is corrupt" <<< "$out"; then ok; else bad "corrupt: $rc $out"; fi
+if [[ $rc == 1 ]] && grep -q "corrupt/rank-00000.safetensors is corrupt" <<< "$out"; then ok; else bad "corrupt: $rc $out"; fi
 cp -r c1/step-00000010 trunc
-truncate -s 4000 trunc/optim_v.safetensors
+truncate -s 40000 trunc/rank-00000.safetensors
 out=$($gpt --data "$data" --steps 12 --resume trunc 2>&1); rc=$?
-if [[ $rc == 1 ]] && grep -q "trunc/optim_v.safetensors" <<< "$out"; then ok; else bad "truncated: $rc $out"; fi
+if [[ $rc == 1 ]] && grep -q "trunc/rank-00000.safetensors" <<< "$out"; then ok; else bad "truncated: $rc $out"; fi
+cp -r c3z/step-00000010 z3corrupt
+printf '\001' | dd of=z3corrupt/rank-00001.safetensors bs=1 seek=30000 conv=notrunc 2> /dev/null
+out=$($gpt --data "$data" --steps 12 --resume z3corrupt 2>&1); rc=$?
+if [[ $rc == 1 ]] && grep -q "z3corrupt/rank-00001.safetensors is corrupt" <<< "$out"; then ok; else
+  bad "corrupt shard of rank 1: $rc $out"; fi
 "$dstc" build "$here/examples/gpt.dst" "${args[@]}" -D dim=64 -o wide > /dev/null
 out=$(./wide/gpt --data "$data" --steps 12 --resume c1 2>&1); rc=$?
 if [[ $rc == 1 ]] && grep -q "tensor 'wte.w': shape" <<< "$out"; then ok; else bad "wrong model: $rc $out"; fi
