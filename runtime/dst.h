@@ -106,6 +106,10 @@ void dst_free(void *ptr);
 /* Bytes currently live / the high-water mark, for one category. */
 size_t dst_mem_live(DstMemCat cat);
 size_t dst_mem_peak(DstMemCat cat);
+/* Accounts memory allocated elsewhere (a GPU's): false, with nothing
+ * accounted, when it would pass the limit. */
+bool dst_mem_account(DstMemCat cat, size_t bytes);
+void dst_mem_unaccount(DstMemCat cat, size_t bytes);
 /* The high-water mark of the sum over categories (not the sum of peaks). */
 size_t dst_mem_live_total(void);
 size_t dst_mem_peak_total(void);

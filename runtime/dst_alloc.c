@@ -144,6 +144,25 @@ void *dst_realloc(void *ptr, size_t bytes, DstMemCat cat, const char *tag) {
   return q;
 }
 
+bool dst_mem_account(DstMemCat cat, size_t bytes) {
+  check_cat(cat, "device");
+  size_t total = atomic_fetch_add(&live_total, bytes) + bytes;
+  size_t lim = atomic_load(&limit_total);
+  if (total < bytes || (lim && total > lim)) {
+    atomic_fetch_sub(&live_total, bytes);
+    return false;
+  }
+  raise_to(&peak[cat], atomic_fetch_add(&live[cat], bytes) + bytes);
+  raise_to(&peak_total, total);
+  return true;
+}
+
+void dst_mem_unaccount(DstMemCat cat, size_t bytes) {
+  check_cat(cat, "device");
+  atomic_fetch_sub(&live[cat], bytes);
+  atomic_fetch_sub(&live_total, bytes);
+}
+
 size_t dst_mem_live(DstMemCat cat) {
   return (unsigned)cat < DST_MEM_NCAT ? atomic_load(&live[cat]) : 0;
 }

@@ -24,9 +24,54 @@
 
 #include "dst.h"
 #include "dst_comm.h"
+#include "dst_device.h"
 #include "dst_internal.h"
 #include "dst_model.h"
 #include "k_cpu.h"
+
+/* ------------------------------------------------------------ the CPU device */
+
+static void *cpu_alloc(size_t bytes, DstMemCat cat, const char *tag) { return dst_calloc(1, bytes, cat, tag); }
+static void cpu_free(void *p, size_t bytes, DstMemCat cat) {
+  (void)bytes;
+  (void)cat;
+  dst_free(p);
+}
+static void cpu_copy(DstRun *r, void *to, const void *from, size_t n) {
+  (void)r;
+  if (n) memcpy(to, from, n);
+}
+static void cpu_adamw(DstRun *r, float *param, const float *grad, float *m, float *v, int64_t n, float lr, float b1,
+                      float b2, float eps, float wd, int64_t step) {
+  (void)r;
+  k_adamw_update(param, grad, m, v, n, lr, b1, b2, eps, wd, step);
+}
+static void cpu_sgd(DstRun *r, float *param, const float *grad, float *mom, int64_t n, float lr, float momentum,
+                    float wd, bool nesterov) {
+  (void)r;
+  k_sgd_update(param, grad, mom, n, lr, momentum, wd, nesterov);
+}
+static double cpu_norm_sq(DstRun *r, const float *x, int64_t n) {
+  (void)r;
+  return k_global_norm_sq(x, n);
+}
+static void cpu_scale(DstRun *r, float *x, float s, int64_t n) {
+  (void)r;
+  k_scale(x, x, s, n);
+}
+static void cpu_add(DstRun *r, float *y, const float *x, int64_t n) {
+  (void)r;
+  k_add(y, y, x, n);
+}
+
+static const DstDevice cpu_device = {
+    .name = "cpu", .host = true, .alloc = cpu_alloc, .free = cpu_free, .upload = cpu_copy, .download = cpu_copy,
+    .adamw = cpu_adamw, .sgd = cpu_sgd, .norm_sq = cpu_norm_sq, .scale = cpu_scale, .add = cpu_add,
+};
+static const DstDevice *dev = &cpu_device;
+
+void dst_set_device(const DstDevice *d) { dev = d ? d : &cpu_device; }
+const DstDevice *dst_device(void) { return dev; }
 
 typedef struct {
   const char *data, *val_data, *init, *save, *loss_log, *dump, *ckpt_dir, *resume;
@@ -173,17 +218,38 @@ static DstDataLoader *open_data(Trainer *t, const char *path) {
 static void load_batch(Trainer *t, DstDataLoader *dl) {
   dst_data_next(dl, t->tok, t->tgt);
   const DstInputInfo *in0 = input(t->m, 0), *in1 = input(t->m, 1);
-  memcpy(t->r.data + in0->offset, t->tok, sizeof(int32_t) * (size_t)t->B * (size_t)t->T);
+  size_t bt = sizeof(int32_t) * (size_t)t->B * (size_t)t->T;
+  dev->upload(&t->r, t->r.data + in0->offset, t->tok, bt);
   if (!in1) return;
-  int32_t *dst = (int32_t *)(t->r.data + in1->offset);
-  if (in1->ndim == 2) {
-    memcpy(dst, t->tgt, sizeof(int32_t) * (size_t)t->B * (size_t)t->T);
-  } else {
-    for (int b = 0; b < t->B; b++) dst[b] = t->tgt[(size_t)b * t->T + (t->T - 1)];
-  }
+  if (in1->ndim != 2) /* the token after each window */
+    for (int b = 0; b < t->B; b++) t->tgt[b] = t->tgt[(size_t)b * t->T + (t->T - 1)];
+  dev->upload(&t->r, t->r.data + in1->offset, t->tgt, in1->ndim == 2 ? bt : sizeof(int32_t) * (size_t)t->B);
 }
 
-static float loss_value(Trainer *t) { return *(float *)(t->r.arena + t->m->loss_offset); }
+static float loss_value(Trainer *t) {
+  float x;
+  dev->download(&t->r, &x, t->r.arena + t->m->loss_offset, sizeof x);
+  return x;
+}
+
+/* A host copy of n bytes of device memory (the memory itself on the CPU);
+ * host_release frees it, host_commit first writes it back. */
+static void *host_view(Trainer *t, const void *p, size_t n) {
+  if (dev->host || !p) return (void *)p;
+  void *h = dst_malloc(n ? n : 1, DST_MEM_OTHER, "host staging");
+  dev->download(&t->r, h, p, n);
+  return h;
+}
+
+static void host_release(const void *p, void *h) {
+  if (h != p) dst_free(h);
+}
+
+static void host_commit(Trainer *t, void *p, void *h, size_t n) {
+  if (h == p) return;
+  dev->upload(&t->r, p, h, n);
+  dst_free(h);
+}
 
 /* The mean over the data-parallel ranks of a per-rank value (each rank's
  * loss is the mean over its equal share of the global batch). */
@@ -293,7 +359,7 @@ static void wait_timed(Trainer *t, DstCommReq *q) {
 }
 
 static void gather_unit(Trainer *t, int u) {
-  t->r.punit[u] = dst_malloc(unit_buf_bytes(t, u), DST_MEM_PARAMS, "gathered parameters");
+  t->r.punit[u] = dev->alloc(unit_buf_bytes(t, u), DST_MEM_PARAMS, "gathered parameters");
   t->pheld[u] = true;
   dst_comm_set_label("parameter unit");
   t->preq[u] = dst_comm_iallgather(t->dp, t->pshard + t->ushard[u], t->r.punit[u], (size_t)t->uchunk[u],
@@ -306,12 +372,9 @@ static void gather_unit(Trainer *t, int u) {
 static void finish_oldest(Trainer *t) {
   int u = t->inflight[0];
   wait_timed(t, &t->greq[u]);
-  dst_free(t->r.gunit[u]);
+  dev->free(t->r.gunit[u], unit_buf_bytes(t, u), DST_MEM_GRADS);
   t->r.gunit[u] = NULL;
-  if (t->micro > 0) {
-    float *g = t->gshard + t->ushard[u];
-    k_add(g, g, t->gstage + t->ushard[u], t->uchunk[u]);
-  }
+  if (t->micro > 0) dev->add(&t->r, t->gshard + t->ushard[u], t->gstage + t->ushard[u], t->uchunk[u]);
   memmove(t->inflight, t->inflight + 1, sizeof(int) * (size_t)--t->ninflight);
 }
 
@@ -330,16 +393,17 @@ static void zero_hook(DstRun *r, int kind, int u) {
   }
   case DST_ZERO_DONE:
     wait_timed(t, &t->preq[u]);
-    dst_free(t->r.punit[u]);
+    dev->free(t->r.punit[u], unit_buf_bytes(t, u), DST_MEM_PARAMS);
     t->r.punit[u] = NULL;
     t->pheld[u] = false;
     break;
   case DST_ZERO_GRAD_BEGIN:
     /* zeroed: the padding and the gaps between parameters reduce to 0 */
-    t->r.gunit[u] = dst_calloc(1, unit_buf_bytes(t, u), DST_MEM_GRADS, "unreduced gradients");
+    t->r.gunit[u] = dev->alloc(unit_buf_bytes(t, u), DST_MEM_GRADS, "unreduced gradients");
     break;
   default: { /* DST_ZERO_GRAD_READY */
     float *recv = (t->micro ? t->gstage : t->gshard) + t->ushard[u];
+    if (dev->comm_fence) dev->comm_fence(&t->r);
     dst_comm_set_label("gradient unit");
     t->greq[u] = dst_comm_ireduce_scatter(t->dp, t->r.gunit[u], recv, (size_t)t->uchunk[u], DST_COMM_F32,
                                           DST_COMM_SUM);
@@ -380,6 +444,7 @@ static double unigram_entropy(const DstDataLoader *dl) {
 }
 
 static void check_run(Trainer *t, int64_t step) {
+  if (dev->poll_error) dev->poll_error(&t->r);
   if (!t->r.error) return;
   dst_fatal("step %lld: %s (at flat position %lld of the batch)", (long long)step, t->r.error,
             (long long)t->r.error_pos);
@@ -436,19 +501,22 @@ static void save_params(Trainer *t, const char *path, int64_t step, const char *
 
 /* The state after one forward/backward, for comparison with a reference
  * implementation: inputs, loss, logits and the gradient of every parameter. */
-static void dump_step(Trainer *t, const char *path, const char *grads) {
+static void dump_step(Trainer *t, const char *path, const char *dgrads) {
   const DstModel *m = t->m;
   char err[DST_ERR_LEN];
+  const char *data = host_view(t, t->r.data, (size_t)m->data_bytes);
+  const char *arena = host_view(t, t->r.arena, (size_t)m->arena_bytes);
+  const char *grads = dgrads == t->r.grads ? host_view(t, dgrads, (size_t)m->params_bytes) : dgrads;
   DstStWriter *w = dst_st_writer_new();
   char **names = dst_calloc((size_t)m->nparams + 1, sizeof(char *), DST_MEM_OTHER, "dump names");
   bool ok = true;
   for (int i = 0; i < m->ninputs && ok; i++)
     ok = dst_st_writer_add(w, m->inputs[i].name, DST_DT_I32, m->inputs[i].shape, m->inputs[i].ndim,
-                           t->r.data + m->inputs[i].offset, err);
+                           data + m->inputs[i].offset, err);
   int64_t scalar[1] = {1};
-  if (ok) ok = dst_st_writer_add(w, "loss", DST_DT_F32, scalar, 0, t->r.arena + m->loss_offset, err);
+  if (ok) ok = dst_st_writer_add(w, "loss", DST_DT_F32, scalar, 0, arena + m->loss_offset, err);
   if (ok && m->logits_offset >= 0)
-    ok = dst_st_writer_add(w, "logits", DST_DT_F32, m->logits_shape, m->logits_ndim, t->r.arena + m->logits_offset,
+    ok = dst_st_writer_add(w, "logits", DST_DT_F32, m->logits_shape, m->logits_ndim, arena + m->logits_offset,
                            err);
   for (int i = 0; i < m->nparams && ok; i++) {
     const DstParamInfo *p = &m->params[i];
@@ -459,6 +527,9 @@ static void dump_step(Trainer *t, const char *path, const char *grads) {
   }
   if (!ok || !dst_st_writer_write(w, path, err)) dst_fatal("--dump %s: %s", path, err);
   dst_st_writer_free(w);
+  host_release(t->r.data, (void *)data);
+  host_release(t->r.arena, (void *)arena);
+  if (dgrads == t->r.grads) host_release(dgrads, (void *)grads);
   for (int i = 0; i < m->nparams; i++) dst_free(names[i]);
   dst_free(names);
 }
@@ -533,7 +604,7 @@ static int list_checkpoints(const char *dir, int64_t *steps, int max) {
  * gathered copy (collective: every rank calls it; only ranks with `need`
  * get the copy), which release_full frees. */
 static float *params_full(Trainer *t, bool need) {
-  if (!t->z3) return (float *)t->r.params;
+  if (!t->z3) return need ? host_view(t, t->r.params, (size_t)t->m->params_bytes) : NULL;
   float *full = need ? dst_calloc(1, (size_t)t->m->params_bytes, DST_MEM_OTHER, "parameter gather") : NULL;
   full_from_shard(t, t->pshard, full);
   return full;
@@ -543,14 +614,21 @@ static void release_full(Trainer *t, float *full) {
   if (full && full != (float *)t->r.params) dst_free(full);
 }
 
+/* Bytes of the buffer that holds state s (see state_buf). */
+static size_t state_bytes(const Trainer *t, int s) {
+  return s == 0 && !t->z2 ? (size_t)t->m->params_bytes : (size_t)t->n * 4;
+}
+
 /* Where parameters are written in the slab layout (initialization, --init,
  * resume); params_written then takes the ZeRO-2/3 master shard from it. */
 static char *params_target(Trainer *t) {
-  return t->z3 ? dst_calloc(1, (size_t)t->m->params_bytes, DST_MEM_OTHER, "parameter staging") : t->r.params;
+  if (t->z3 || !dev->host) return dst_calloc(1, (size_t)t->m->params_bytes, DST_MEM_OTHER, "parameter staging");
+  return t->r.params;
 }
 
 static void params_written(Trainer *t, char *full) {
   if (t->z2) shard_from_full(t, (const float *)full, t->pshard);
+  if (!t->z3 && !dev->host) dev->upload(&t->r, t->r.params, full, (size_t)t->m->params_bytes);
   release_full(t, (float *)full);
 }
 
@@ -659,9 +737,11 @@ static void save_checkpoint(Trainer *t, const char *dir, int64_t step, int64_t k
   if (t->sharded || lead) {
     DstStWriter *w = dst_st_writer_new();
     char **names = dst_calloc((size_t)m->nparams * NSTATES + 1, sizeof(char *), DST_MEM_OTHER, "checkpoint names");
+    float *views[NSTATES] = {0}, *bases[NSTATES] = {0};
     for (int s = 0; s < nstates; s++) {
       bool fi;
-      float *base = state_buf(t, s, &fi);
+      bases[s] = state_buf(t, s, &fi);
+      float *base = views[s] = host_view(t, bases[s], state_bytes(t, s));
       for (int i = 0; i < m->nparams; i++) {
         const DstParamInfo *p = &m->params[i];
         for (int g = 0; g < t->nsegs; g++) {
@@ -685,6 +765,7 @@ static void save_checkpoint(Trainer *t, const char *dir, int64_t step, int64_t k
     snprintf(path, sizeof path, "%s/rank-%05d.safetensors", tmp, t->rank);
     if (!dst_st_writer_write(w, path, err)) dst_fatal("checkpoint: %s", err);
     dst_st_writer_free(w);
+    for (int s = 0; s < nstates; s++) host_release(bases[s], views[s]);
     for (size_t i = 0; i < (size_t)m->nparams * NSTATES; i++) dst_free(names[i]);
     dst_free(names);
   }
@@ -804,6 +885,12 @@ static int64_t resume(Trainer *t, const char *where) {
   }
   /* Each file holding a slice this rank needs: checked, then copied from. */
   int64_t *got = dst_calloc(NSTATES, sizeof(int64_t), DST_MEM_OTHER, "manifest");
+  float *views[NSTATES] = {0}, *bases[NSTATES] = {0};
+  for (int s = 0; s < nstates; s++) {
+    bool fi;
+    bases[s] = state_buf(t, s, &fi);
+    views[s] = host_view(t, bases[s], state_bytes(t, s));
+  }
   const DstJsonNode *files = jarr(&j, root, "files", path);
   for (uint32_t fc = files->first; fc; fc = j.nodes[fc].next) {
     const DstJsonNode *fn = &j.nodes[fc];
@@ -856,7 +943,8 @@ static int64_t resume(Trainer *t, const char *where) {
             dst_fatal("cannot resume: %s: tensor '%s' missing or not the %lld floats the manifest says", fpath, name,
                       (long long)cnt);
           bool fi;
-          float *base = state_buf(t, s, &fi);
+          state_buf(t, s, &fi);
+          float *base = views[s];
           /* this rank's parts of the slice: its segments (all of the slab
            * for parameters without ZeRO-2/3, and for unsharded moments) */
           struct Seg whole = {0, 0, m->params_bytes / 4};
@@ -895,6 +983,7 @@ static int64_t resume(Trainer *t, const char *where) {
       dst_fatal("cannot resume: %s: the files restore %lld of the %lld %s values this rank holds", path,
                 (long long)got[s], (long long)want, s == 0 ? "parameter" : "optimizer-state");
   }
+  for (int s = 0; s < nstates; s++) host_commit(t, bases[s], views[s], state_bytes(t, s));
   if (t->z2 && !t->z3) full_from_shard(t, t->pshard, (float *)t->r.params);
   dst_free(got);
   dst_free(tens);
@@ -920,6 +1009,7 @@ static void on_bucket(DstRun *r, int k) {
   if (!t->reducing) return;
   const DstBucket *b = &t->m->buckets[k];
   float *p = (float *)(t->r.grads + b->offset);
+  if (dev->comm_fence) dev->comm_fence(&t->r);
   dst_comm_set_label("gradient bucket");
   t->reqs[t->nreqs++] = dst_comm_iallreduce(t->dp, p, p, (size_t)b->bytes / 4, DST_COMM_F32, DST_COMM_SUM);
   t->comm_bytes += 2.0 * (double)(t->world - 1) / t->world * (double)b->bytes;
@@ -965,6 +1055,7 @@ static float compute(Trainer *t, int64_t step) {
     /* reduced unit by unit during the backward passes */
   } else if (t->world > 1) {
     /* Gradients of the global mean loss: the mean of the ranks' gradients. */
+    if (dev->comm_fence) dev->comm_fence(&t->r);
     dst_comm_set_label("gradients");
     dst_comm_allreduce(t->dp, g, g, n, DST_COMM_F32, DST_COMM_SUM);
     t->comm_bytes += 2.0 * (double)(t->world - 1) / t->world * (double)n * 4;
@@ -972,7 +1063,7 @@ static float compute(Trainer *t, int64_t step) {
   t->comm_sec += dst_now_sec() - c0;
   /* ZeRO-2/3 hold only their shard reduced; otherwise every rank holds it all */
   int64_t cnt = t->z2 ? t->n : (int64_t)n;
-  if (t->world * ga > 1) k_scale(g, g, 1.0f / (float)(t->world * ga), cnt);
+  if (t->world * ga > 1) dev->scale(&t->r, g, 1.0f / (float)(t->world * ga), cnt);
   return (float)dp_mean(t, loss / (double)ga);
 }
 
@@ -981,16 +1072,16 @@ static float compute(Trainer *t, int64_t step) {
  * otherwise every rank holds all the reduced gradients. */
 static double grad_norm(Trainer *t) {
   if (t->z2) {
-    double sq = k_global_norm_sq(t->gshard, t->n);
+    double sq = dev->norm_sq(&t->r, t->gshard, t->n);
     dst_comm_allreduce(t->dp, &sq, &sq, 1, DST_COMM_F64, DST_COMM_SUM);
     return sqrt(sq);
   }
-  return sqrt(k_global_norm_sq((const float *)t->r.grads, t->m->params_bytes / 4));
+  return sqrt(dev->norm_sq(&t->r, (const float *)t->r.grads, t->m->params_bytes / 4));
 }
 
 static void clip_grads(Trainer *t, float coef) {
   float *g = t->z2 ? t->gshard : (float *)t->r.grads + t->lo;
-  k_scale(g, g, coef, t->n);
+  dev->scale(&t->r, g, coef, t->n);
 }
 
 /* The optimizer step on this rank's shard [lo, lo + n) of the flat slab
@@ -1017,9 +1108,9 @@ static void update(Trainer *t, int64_t step, double lr) {
       float wd = p->decay ? m->weight_decay : 0.0f;
       float *m1 = t->mom1 ? t->mom1 + at : NULL, *m2 = t->mom2 ? t->mom2 + at : NULL;
       if (m->opt == DST_OPT_ADAMW)
-        k_adamw_update(params + pg, grads + pg, m1, m2, e - b, (float)lr, m->beta1, m->beta2, m->eps, wd, step);
+        dev->adamw(&t->r, params + pg, grads + pg, m1, m2, e - b, (float)lr, m->beta1, m->beta2, m->eps, wd, step);
       else
-        k_sgd_update(params + pg, grads + pg, m1, e - b, (float)lr, m->momentum, wd, m->nesterov);
+        dev->sgd(&t->r, params + pg, grads + pg, m1, e - b, (float)lr, m->momentum, wd, m->nesterov);
     }
   }
   if (t->z2 && !t->z3) {
@@ -1157,13 +1248,17 @@ static void sample(Trainer *t, int64_t n, DstRng *rng, bool print) {
   memcpy(ctx, t->tok, sizeof(int32_t) * (size_t)t->T);
   if (print) printf("--- sample (%lld tokens, after the prompt of %d tokens from the data) ---\n", (long long)n, t->T);
   t->r.training = false;
-  int32_t *in0 = (int32_t *)(t->r.data + input(m, 0)->offset);
+  float *lg = malloc(sizeof(float) * (size_t)V);
+  char *data = dst_malloc((size_t)m->data_bytes, DST_MEM_OTHER, "sample inputs");
+  int32_t *in0 = (int32_t *)(data + input(m, 0)->offset);
   for (int64_t s = 0; s < n; s++) {
-    memset(t->r.data, 0, (size_t)m->data_bytes);
+    memset(data, 0, (size_t)m->data_bytes);
     memcpy(in0, ctx, sizeof(int32_t) * (size_t)t->T);
+    dev->upload(&t->r, t->r.data, data, (size_t)m->data_bytes);
     run_forward(t);
     check_run(t, 0);
-    const float *lg = (const float *)(t->r.arena + m->logits_offset) + (size_t)(t->T - 1) * (size_t)V;
+    dev->download(&t->r, lg, t->r.arena + m->logits_offset + sizeof(float) * (size_t)(t->T - 1) * (size_t)V,
+                  sizeof(float) * (size_t)V);
     double mx = lg[0], z = 0;
     for (int64_t v = 1; v < V; v++) mx = lg[v] > mx ? lg[v] : mx;
     for (int64_t v = 0; v < V; v++) z += p[v] = exp(lg[v] - mx);
@@ -1187,24 +1282,32 @@ static void sample(Trainer *t, int64_t n, DstRng *rng, bool print) {
     }
   }
   if (print) printf("\n---\n");
+  free(lg);
+  dst_free(data);
   free(ctx);
   free(p);
 }
 
+static void dev_free(void *p, int64_t bytes, DstMemCat cat) {
+  if (p) dev->free(p, (size_t)bytes, cat);
+}
+
 static void trainer_free(Trainer *t) {
-  dst_free(t->r.params);
-  dst_free(t->r.grads);
-  dst_free(t->r.arena);
-  dst_free(t->r.data);
-  dst_free(t->r.work);
-  dst_free(t->mom1); /* mom2 lives in the same block */
+  const DstModel *m = t->m;
+  dev_free(t->r.params, m->params_bytes, DST_MEM_PARAMS);
+  dev_free(t->r.grads, m->params_bytes, DST_MEM_GRADS);
+  dev_free(t->r.arena, m->arena_bytes, DST_MEM_ACTS);
+  dev_free(t->r.data, m->data_bytes, DST_MEM_DATA);
+  dev_free(t->r.work, m->work_bytes, DST_MEM_WORKSPACE);
+  dev_free(t->mom1, m->optstate_bytes, DST_MEM_OPTIM); /* mom2 lives in the same block */
+  dev_free(t->pshard, t->n * 4, DST_MEM_PARAMS);
+  dev_free(t->gshard, t->n * 4, DST_MEM_GRADS);
+  dev_free(t->gstage, t->n * 4, DST_MEM_GRADS);
+  if (dev->finish) dev->finish(&t->r);
   dst_free(t->tok);
   dst_free(t->tgt);
   dst_free(t->r.prof);
   dst_free(t->reqs);
-  dst_free(t->pshard);
-  dst_free(t->gshard);
-  dst_free(t->gstage);
   dst_free(t->ushard);
   dst_free(t->uchunk);
   dst_free(t->segs);
@@ -1249,7 +1352,7 @@ static void print_profile(const DstModel *m, const double *prof, int64_t steps, 
 }
 
 static char *slab(int64_t bytes, DstMemCat cat, const char *tag) {
-  return bytes > 0 ? dst_calloc(1, (size_t)bytes, cat, tag) : NULL;
+  return bytes > 0 ? dev->alloc((size_t)bytes, cat, tag) : NULL;
 }
 
 int dst_train_main(const DstModel *m, int argc, char **argv) {
@@ -1298,6 +1401,11 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   t.sharded = m->zero >= 1 && t.world > 1;
   t.z2 = t.sharded && m->zero >= 2;
   t.z3 = t.sharded && m->zero >= 3;
+  if (t.z2 && !dev->host) dst_fatal("ZeRO stages 2 and 3 run on the CPU backend only in this version");
+  if (dev->init) {
+    const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    dev->init(&t.r, lr ? atoi(lr) : t.mesh->rank);
+  }
   if (!t.z3) t.r.params = slab(m->params_bytes, DST_MEM_PARAMS, "parameters");
   if (!t.z2) t.r.grads = slab(m->params_bytes, DST_MEM_GRADS, "gradients");
   t.r.arena = slab(m->arena_bytes, DST_MEM_ACTS, "activations");
@@ -1337,6 +1445,7 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
 
   if (o.check_grads) {
     if (t.world > 1) dst_fatal("--check-grads runs on one rank; build the model with dp = 1");
+    if (!dev->host) dst_fatal("--check-grads runs on the CPU backend; build the model without --backend cuda");
     int bad = check_grads(&t);
     trainer_free(&t);
     dst_mesh_free(t.mesh);
