@@ -1,10 +1,15 @@
-/* build.c: turning emitted C into a program.
+/* build.c: turning emitted C (or CUDA) into a program.
  *
  * The generated source is compiled with the system C compiler and linked
  * against libdst (runtime) and the CPU kernels, whose paths are fixed when
- * dstc itself is built. Environment overrides: DST_CC (compiler),
- * DST_CFLAGS (extra flags). The compiler runs without a shell, so paths with
- * spaces or quotes are safe. */
+ * dstc itself is built. A CUDA source (.cu) is compiled by nvcc (found, with
+ * the GPU architectures, when dst is configured) into an object that the C
+ * compiler links as above, plus the CUDA kernels, the CUDA runtime side
+ * (dst_runtime_cuda, where it was built), cudart and cuBLAS(Lt).
+ * Environment overrides: DST_CC (C compiler and linker), DST_CFLAGS (extra
+ * flags), DST_NVCC and DST_NVCCFLAGS (the same for nvcc). Tools run
+ * without a shell, so paths with spaces or quotes are safe, except in the
+ * '|'-separated lists of CUDA link items. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +27,17 @@
 #define DST_BLAS_LIB "-lopenblas"
 #define DST_EXTRA_CFLAGS ""
 #define DST_MPI_LIBS ""
+#endif
+/* Without DST_NVCC (no CUDA compiler at configure time) the CUDA backend is
+ * off; the rest are set with it by compiler/CMakeLists.txt. */
+#ifndef DST_NVCC
+#define DST_NVCC ""
+#define DST_NVCC_FLAGS ""
+#define DST_CUDA_INCLUDE ""
+#define DST_RUNTIME_CUDA_LIB ""
+#define DST_KERNELS_CUDA_LIB ""
+#define DST_CUDA_LIBS ""
+#define DST_CUDA_LDFLAGS ""
 #endif
 
 int build_mkdirs(const char *dir) {
@@ -46,44 +62,24 @@ static int split_flags(char *s, const char **argv, int max) {
   return n;
 }
 
-bool build_compile(const char *src, const char *exe, bool verbose) {
-  const char *cc = getenv("DST_CC");
-  if (!cc || !*cc) cc = "cc";
-  const char *argv[96];
+/* Splits a '|'-separated list of link items into argv. */
+static int split_items(char *s, const char **argv, int max) {
   int n = 0;
-  argv[n++] = cc;
-  argv[n++] = "-std=c11";
-  argv[n++] = "-O3";
-  argv[n++] = "-march=native";
-  argv[n++] = "-fopenmp";
-  argv[n++] = "-fno-math-errno";
-  argv[n++] = "-w"; /* generated code: warnings are ours to fix, not the user's */
-  char extra[1024], user[1024];
-  snprintf(extra, sizeof extra, "%s", DST_EXTRA_CFLAGS);
-  n += split_flags(extra, argv + n, 16);
-  const char *uf = getenv("DST_CFLAGS");
-  snprintf(user, sizeof user, "%s", uf ? uf : "");
-  n += split_flags(user, argv + n, 16);
-  argv[n++] = "-I" DST_RUNTIME_INCLUDE;
-  argv[n++] = "-I" DST_KERNELS_INCLUDE;
-  argv[n++] = src;
-  argv[n++] = "-o";
-  argv[n++] = exe;
-  argv[n++] = DST_RUNTIME_LIB;
-  argv[n++] = DST_KERNELS_LIB;
-  argv[n++] = DST_BLAS_LIB;
-  if (*DST_MPI_LIBS) argv[n++] = DST_MPI_LIBS; /* the runtime's collective layer */
-  argv[n++] = "-lm";
-  argv[n] = NULL;
+  for (char *t = strtok(s, "|"); t && n < max; t = strtok(NULL, "|")) argv[n++] = t;
+  return n;
+}
+
+/* Runs argv[0] with argv (printed first when verbose); true on exit 0. */
+static bool run_tool(const char **argv, bool verbose) {
   if (verbose) {
-    for (int i = 0; i < n; i++) fprintf(stderr, "%s%s", i ? " " : "", argv[i]);
+    for (int i = 0; argv[i]; i++) fprintf(stderr, "%s%s", i ? " " : "", argv[i]);
     fputc('\n', stderr);
   }
   pid_t pid = fork();
   if (pid < 0) return false;
   if (pid == 0) {
-    execvp(cc, (char *const *)argv);
-    fprintf(stderr, "dstc: cannot run the C compiler '%s': %s\n", cc, strerror(errno));
+    execvp(argv[0], (char *const *)argv);
+    fprintf(stderr, "dstc: cannot run '%s': %s\n", argv[0], strerror(errno));
     _exit(127);
   }
   int st;
@@ -92,18 +88,118 @@ bool build_compile(const char *src, const char *exe, bool verbose) {
   return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
+bool build_have_cuda(void) { return *DST_NVCC != 0; }
+
+/* nvcc -c: the .cu into an object beside the program. */
+static bool compile_cuda(const char *src, const char *obj, bool verbose) {
+  const char *nvcc = getenv("DST_NVCC");
+  if (!nvcc || !*nvcc) nvcc = DST_NVCC;
+  const char *argv[96];
+  int n = 0;
+  argv[n++] = nvcc;
+  argv[n++] = "-std=c++17";
+  argv[n++] = "-O2";
+  argv[n++] = "-w"; /* generated code: warnings are ours to fix, not the user's */
+  char arch[1024], user[1024];
+  snprintf(arch, sizeof arch, "%s", DST_NVCC_FLAGS);
+  n += split_flags(arch, argv + n, 32);
+  const char *uf = getenv("DST_NVCCFLAGS");
+  snprintf(user, sizeof user, "%s", uf ? uf : "");
+  n += split_flags(user, argv + n, 16);
+  argv[n++] = "-I" DST_RUNTIME_INCLUDE;
+  argv[n++] = "-I" DST_CUDA_INCLUDE;
+  argv[n++] = "-c";
+  argv[n++] = src;
+  argv[n++] = "-o";
+  argv[n++] = obj;
+  argv[n] = NULL;
+  return run_tool(argv, verbose);
+}
+
+bool build_compile(const char *src, const char *exe, Backend backend, bool verbose) {
+  bool cuda = backend == BACKEND_CUDA;
+  char obj[4200];
+  if (cuda) {
+    snprintf(obj, sizeof obj, "%s.o", exe);
+    if (!compile_cuda(src, obj, verbose)) return false;
+  }
+  const char *cc = getenv("DST_CC");
+  if (!cc || !*cc) cc = "cc";
+  const char *argv[128];
+  int n = 0;
+  argv[n++] = cc;
+  if (!cuda) {
+    argv[n++] = "-std=c11";
+    argv[n++] = "-O3";
+    argv[n++] = "-march=native";
+  }
+  argv[n++] = "-fopenmp";
+  if (!cuda) argv[n++] = "-fno-math-errno";
+  argv[n++] = "-w"; /* generated code: warnings are ours to fix, not the user's */
+  char extra[1024], user[1024], ldflags[2048], cudalibs[2048];
+  snprintf(extra, sizeof extra, "%s", DST_EXTRA_CFLAGS);
+  n += split_flags(extra, argv + n, 16);
+  const char *uf = getenv("DST_CFLAGS");
+  snprintf(user, sizeof user, "%s", uf ? uf : "");
+  n += split_flags(user, argv + n, 16);
+  if (!cuda) {
+    argv[n++] = "-I" DST_RUNTIME_INCLUDE;
+    argv[n++] = "-I" DST_KERNELS_INCLUDE;
+  }
+  argv[n++] = cuda ? obj : src;
+  argv[n++] = "-o";
+  argv[n++] = exe;
+  if (cuda) {
+    /* the static libraries in a group, so that their order does not
+     * matter (the CUDA runtime side and the runtime may call each other) */
+    snprintf(ldflags, sizeof ldflags, "%s", DST_CUDA_LDFLAGS);
+    n += split_items(ldflags, argv + n, 16);
+    argv[n++] = "-Wl,--start-group";
+    if (*DST_RUNTIME_CUDA_LIB) argv[n++] = DST_RUNTIME_CUDA_LIB;
+  }
+  argv[n++] = DST_RUNTIME_LIB;
+  if (cuda) argv[n++] = DST_KERNELS_CUDA_LIB;
+  argv[n++] = DST_KERNELS_LIB;
+  if (cuda) argv[n++] = "-Wl,--end-group";
+  argv[n++] = DST_BLAS_LIB;
+  if (*DST_MPI_LIBS) argv[n++] = DST_MPI_LIBS; /* the runtime's collective layer */
+  if (cuda) { /* cudart, cuBLASLt, cuBLAS (NCCL), and C++ for nvcc's host code */
+    snprintf(cudalibs, sizeof cudalibs, "%s", DST_CUDA_LIBS);
+    n += split_items(cudalibs, argv + n, 16);
+    argv[n++] = "-lstdc++";
+  }
+  argv[n++] = "-lm";
+  argv[n] = NULL;
+  bool ok = run_tool(argv, verbose);
+  if (cuda) unlink(obj);
+  return ok;
+}
+
 /* Mixes into h what else determines a built program: the libraries' sizes
  * and modification times, the compiler and the extra flags. */
-uint64_t build_hash_inputs(uint64_t h) {
-  const char *parts[] = {DST_RUNTIME_LIB, DST_KERNELS_LIB, DST_EXTRA_CFLAGS, getenv("DST_CC"), getenv("DST_CFLAGS")};
-  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-    const char *s = parts[i] ? parts[i] : "";
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    struct stat st;
-    if (i < 2 && stat(parts[i], &st) == 0) {
-      uint64_t v[3] = {(uint64_t)st.st_size, (uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec};
-      for (int k = 0; k < 3; k++) h = (h ^ v[k]) * 1099511628211ull;
-    }
+/* FNV-1a of s, then of the file's size and times when it is a file. */
+static uint64_t mix(uint64_t h, const char *s, bool file) {
+  for (const char *t = s ? s : ""; *t; t++) h = (h ^ (unsigned char)*t) * 1099511628211ull;
+  struct stat st;
+  if (file && s && *s && stat(s, &st) == 0) {
+    uint64_t v[3] = {(uint64_t)st.st_size, (uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec};
+    for (int k = 0; k < 3; k++) h = (h ^ v[k]) * 1099511628211ull;
+  }
+  return h;
+}
+
+uint64_t build_hash_inputs(uint64_t h, Backend backend) {
+  h = mix(h, DST_RUNTIME_LIB, true);
+  h = mix(h, DST_KERNELS_LIB, true);
+  h = mix(h, DST_EXTRA_CFLAGS, false);
+  h = mix(h, getenv("DST_CC"), false);
+  h = mix(h, getenv("DST_CFLAGS"), false);
+  if (backend == BACKEND_CUDA) {
+    h = mix(h, DST_RUNTIME_CUDA_LIB, true);
+    h = mix(h, DST_KERNELS_CUDA_LIB, true);
+    h = mix(h, DST_NVCC_FLAGS, false);
+    h = mix(h, getenv("DST_NVCC"), false);
+    h = mix(h, getenv("DST_NVCCFLAGS"), false);
   }
   return h;
 }

@@ -436,17 +436,26 @@ void memplan_print(FILE *out, const IrGraph *g, const MemPlan *m);
 
 /* ---------------------------------------------------------------- emit_c.c */
 
-/* Writes the C program of the model; false (with diagnostics) when the graph
- * uses something the C backend cannot express. */
-bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name);
+/* What a generated program runs on: C with the CPU kernels, or CUDA C++
+ * with the CUDA kernels (a .cu file). */
+typedef enum { BACKEND_CPU, BACKEND_CUDA } Backend;
+
+/* Writes the C (or CUDA) program of the model; false (with diagnostics)
+ * when the graph uses something the backend cannot express. Reserves the
+ * workspace the generated code uses in m. */
+bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name, Backend backend);
 
 /* ---------------------------------------------------------------- build.c */
 
 int build_mkdirs(const char *dir);
-/* Compiles a generated C file into an executable; false on failure. */
-bool build_compile(const char *src, const char *exe, bool verbose);
+/* Compiles a generated C (or, for BACKEND_CUDA, .cu) file into an
+ * executable; false on failure. */
+bool build_compile(const char *src, const char *exe, Backend backend, bool verbose);
+/* Whether this dstc can build CUDA programs (nvcc was found when dst was
+ * configured). */
+bool build_have_cuda(void);
 /* Mixes the libraries and flags a program is built with into a hash. */
-uint64_t build_hash_inputs(uint64_t h);
+uint64_t build_hash_inputs(uint64_t h, Backend backend);
 
 /* ---------------------------------------------------------------- lower.c */
 

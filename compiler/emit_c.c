@@ -1,4 +1,4 @@
-/* emit_c.c: the C backend.
+/* emit_c.c: the C backend, and in CUDA mode the CUDA backend.
  *
  * Writes one C file that defines the model's DstModel (runtime/dst_model.h):
  * the slab sizes and offsets of the memory plan, the parameter and input
@@ -7,6 +7,14 @@
  * (kernels/cpu/k_cpu.h) or as generated loops (elementwise arithmetic with
  * broadcasting, copies for slices). Every value is addressed as
  * slab + constant offset, so the program allocates nothing while training.
+ *
+ * CUDA mode (Emit.cuda) writes a .cu file from the same code: kernel calls
+ * become their k_cuda.h twins (kc_*, launched on the run's stream), and
+ * each generated loop becomes a __global__ kernel of its own, defined
+ * before forward and launched in its place, whose body is the loop body of
+ * the C backend (the slab base pointers are its argument, so F(), I() and
+ * W() read the same). Nothing on that path synchronizes the stream, except
+ * the profile timers when the program profiles.
  *
  * Output is deterministic: a function of the graph and plan only (no dates,
  * no pointers), so compiling twice gives identical bytes. */
@@ -41,6 +49,16 @@ typedef struct {
   int stamp;
   int *refs_p, *refs_g;    /* units the node being captured references */
   int nrefs_p, nrefs_g;
+  /* CUDA mode */
+  bool cuda;
+  FILE *kern;              /* the generated kernels, written before forward */
+  FILE *host;              /* while a kernel is open: where its launch went */
+  ValId node;              /* the node being captured (names its kernels) */
+  int nkern;               /* kernels of that node so far */
+  int64_t ids_work;        /* workspace offset of the id-check flags */
+  const char **ids_what;   /* per flag: the error it reports */
+  int nids, ids_max;
+  int64_t scratch_work, scratch_bytes; /* kernel scratch (norm and attention backward) */
 } Emit;
 
 /* How a backward rule writes operand k's gradient. A parameter gradient is
@@ -137,8 +155,50 @@ static int64_t prod(const IrNode *n, int from, int to) {
 }
 
 static void unsupported(Emit *e, const IrNode *n, const char *what) {
-  diag_error(e->d, n->loc, "the C backend does not support %s yet", what);
+  diag_error(e->d, n->loc, "the %s backend does not support %s yet", e->cuda ? "CUDA" : "C", what);
   e->failed = true;
+}
+
+/* The prefix of a kernel library call ("k_" or "kc_") and its trailing
+ * stream argument ("" or ", STREAM"), so one format writes both twins. */
+static const char *kp(const Emit *e) { return e->cuda ? "kc_" : "k_"; }
+static const char *ks(const Emit *e) { return e->cuda ? ", STREAM" : ""; }
+
+/* CUDA: starts the next kernel of the node being captured: its launch
+ * (macro LAUNCH or LAUNCH_COLS of the prelude) goes where the node's code
+ * goes, and what is written until kernel_end is its definition, which goes
+ * before forward. */
+enum { KERNEL_THREADS = 256, KERNEL_MAX_BLOCKS = 1 << 20 };
+/* KC_ATTENTION_MAX_D of kernels/cuda/k_cuda.h */
+enum { CUDA_MAX_HEAD_DIM = 256 };
+static void kernel_begin(Emit *e, const char *launch, int64_t blocks) {
+  int k = e->nkern++;
+  fprintf(e->f, "  %s(node%u_%d, %" PRId64 ");\n", launch, e->node, k, blocks);
+  e->host = e->f;
+  e->f = e->kern;
+  fprintf(e->f, "static __global__ void node%u_%d(Slabs rs) {\n  const Slabs *r = &rs;\n", e->node, k);
+}
+
+static void kernel_end(Emit *e) {
+  fputs("}\n\n", e->f);
+  e->f = e->host;
+  e->host = NULL;
+}
+
+/* A kernel of `threads` threads: what is written until kernel_close is the
+ * body of a grid-stride loop over t < threads. */
+static void kernel_open(Emit *e, int64_t threads) {
+  int64_t blocks = (threads + KERNEL_THREADS - 1) / KERNEL_THREADS;
+  if (blocks < 1) blocks = 1;
+  if (blocks > KERNEL_MAX_BLOCKS) blocks = KERNEL_MAX_BLOCKS;
+  kernel_begin(e, "LAUNCH", blocks);
+  fprintf(e->f, "  for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < %" PRId64
+                "; t += (int64_t)gridDim.x * blockDim.x) {\n", threads);
+}
+
+static void kernel_close(Emit *e) {
+  fputs("  }\n", e->f);
+  kernel_end(e);
 }
 
 /* ------------------------------------------------------------ elementwise */
@@ -193,12 +253,21 @@ static bool plan_loops(Emit *e, const IrNode *out, const ValId *xs, int nx, IdxK
 
 static void loop_open(Emit *e, int64_t total, int64_t inner) {
   int64_t outer = total / inner;
+  if (e->cuda) { /* one thread per (o, j) */
+    kernel_open(e, total);
+    fprintf(e->f, "    [[maybe_unused]] const int64_t outer = %" PRId64 ", in = %" PRId64 ", o = t / in, j = t %% in;\n",
+            outer, inner);
+    return;
+  }
   fprintf(e->f, "  {\n    const int64_t outer = %" PRId64 ", in = %" PRId64 ";\n", outer, inner);
   fprintf(e->f, "    #pragma omp parallel for if (outer * in >= 32768)\n");
   fprintf(e->f, "    for (int64_t o = 0; o < outer; o++)\n      for (int64_t j = 0; j < in; j++) {\n");
 }
 
-static void loop_close(Emit *e) { fputs("      }\n  }\n", e->f); }
+static void loop_close(Emit *e) {
+  if (e->cuda) kernel_close(e);
+  else fputs("      }\n  }\n", e->f);
+}
 
 static const char *unary_expr(OpKind op) {
   switch (op) {
@@ -292,6 +361,25 @@ static void emit_elementwise(Emit *e, ValId id) {
  * block (contiguous, vectorizable), and each column sums in double in a
  * fixed order, whatever the thread count. */
 static void emit_column_sum(Emit *e, int64_t outer, int64_t in, const char *expr, const char *dst, WriteMode w) {
+  if (e->cuda) {
+    /* blocks of 32 columns x 32 row lanes (LAUNCH_COLS): lane y sums rows
+     * y, y+32, ... in double, then lane 0 adds the 32 partial sums in
+     * order, so the result does not depend on timing */
+    char lhs[96], st[512];
+    snprintf(lhs, sizeof lhs, "%s[j]", dst);
+    store(st, sizeof st, w, lhs, "(float)acc");
+    kernel_begin(e, "LAUNCH_COLS", (in + 31) / 32);
+    fprintf(e->f, "  __shared__ double part[32][33];\n");
+    fprintf(e->f, "  const int64_t outer = %" PRId64 ", in = %" PRId64 ", j = blockIdx.x * 32 + threadIdx.x;\n", outer,
+            in);
+    fprintf(e->f, "  double acc = 0;\n  if (j < in)\n    for (int64_t o = threadIdx.y; o < outer; o += 32) acc += %s;\n",
+            expr);
+    fputs("  part[threadIdx.y][threadIdx.x] = acc;\n  __syncthreads();\n  if (threadIdx.y != 0 || j >= in) return;\n"
+          "  acc = 0;\n  for (int k = 0; k < 32; k++) acc += part[k][threadIdx.x];\n", e->f);
+    fprintf(e->f, "  %s\n", st);
+    kernel_end(e);
+    return;
+  }
   fprintf(e->f, "  {\n    const int64_t outer = %" PRId64 ", in = %" PRId64 ";\n", outer, in);
   fprintf(e->f, "    #pragma omp parallel for if (outer * in >= 32768)\n");
   fprintf(e->f, "    for (int64_t jb = 0; jb < in; jb += 64) {\n");
@@ -312,6 +400,15 @@ static void emit_accumulate(Emit *e, ValId gx, ValId x, const IrNode *out, const
   int64_t inner = 0;
   IdxKind k = index_kind(xn, out, &inner);
   if (xn->op == OP_CONST) return;
+  if (k == IDX_FULL && e->cuda) {
+    char lhs[96], st[1200];
+    snprintf(lhs, sizeof lhs, "%s[j]", P(e, gx));
+    store(st, sizeof st, w, lhs, expr);
+    loop_open(e, numel(out), numel(out));
+    fprintf(e->f, "        %s\n", st);
+    loop_close(e);
+    return;
+  }
   if (k == IDX_FULL) {
     fprintf(e->f, "  {\n    const int64_t outer = 1, in = %" PRId64 ";\n    (void)outer;\n", numel(out));
     fprintf(e->f, "    #pragma omp parallel for if (in >= 32768)\n");
@@ -424,14 +521,18 @@ static bool mm_shape(Emit *e, const IrNode *n, MatmulShape *s) {
 static void emit_gemm(Emit *e, const MatmulShape *s, const char *c, const char *a, const char *b, int64_t M,
                       int64_t K, int64_t N, bool ta, bool tb, WriteMode w, int64_t sc, int64_t sa, int64_t sb,
                       bool batched) {
+  /* CUDA: cuBLASLt in full fp32, the handle first; a failure is an error */
+  const char *pre = e->cuda ? "CHECK_KC(kc_" : "k_", *blas = e->cuda ? "BLAS, " : "";
+  const char *post = e->cuda ? ", KC_COMPUTE_F32, STREAM))" : ")";
   if (!batched)
-    fprintf(e->f, "  k_matmul(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %s, %s, %s);\n", c, a, b, M, K, N,
-            ta ? "true" : "false", tb ? "true" : "false", beta_of(w));
+    fprintf(e->f, "  %smatmul(%s%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %s, %s, %s%s;\n", pre, blas, c, a,
+            b, M, K, N, ta ? "true" : "false", tb ? "true" : "false", beta_of(w), post);
   else
     fprintf(e->f,
-            "  k_matmul_batched(%" PRId64 ", %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
-            ", %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n",
-            s->batch, c, a, b, M, K, N, ta ? "true" : "false", tb ? "true" : "false", beta_of(w), sc, sa, sb);
+            "  %smatmul_batched(%s%" PRId64 ", %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
+            ", %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 "%s;\n",
+            pre, blas, s->batch, c, a, b, M, K, N, ta ? "true" : "false", tb ? "true" : "false", beta_of(w), sc, sa,
+            sb, post);
 }
 
 static void emit_matmul(Emit *e, ValId id) {
@@ -442,7 +543,11 @@ static void emit_matmul(Emit *e, ValId id) {
     return;
   }
   bool bias = n->nin == 3;
-  if (bias) { /* the bias epilogue: start from the broadcast bias */
+  if (bias && e->cuda) {
+    loop_open(e, numel(n), s.N);
+    fprintf(e->f, "        %s[o * in + j] = %s[j];\n", P(e, id), P(e, n->in[2]));
+    loop_close(e);
+  } else if (bias) { /* the bias epilogue: start from the broadcast bias */
     fprintf(e->f, "  #pragma omp parallel for if (%" PRId64 " >= 32768)\n", numel(n));
     fprintf(e->f, "  for (int64_t row = 0; row < %" PRId64 "; row++) memcpy(%s + row * %" PRId64 ", %s, %" PRId64 ");\n",
             numel(n) / s.N, P(e, id), s.N, P(e, n->in[2]), s.N * 4);
@@ -510,11 +615,11 @@ static void emit_transpose(Emit *e, ValId id, bool backward, ValId gin, ValId go
     return;
   }
   if (!backward)
-    fprintf(e->f, "  k_permute_0213(%s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 ");\n", P(e, id),
-            P(e, n->in[0]), A, B, C, D);
+    fprintf(e->f, "  %spermute_0213(%s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 "%s);\n", kp(e), P(e, id),
+            P(e, n->in[0]), A, B, C, D, ks(e));
   else
-    fprintf(e->f, "  k_permute_0213_backward(%s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 ");\n",
-            P(e, gin), P(e, gout), A, B, C, D);
+    fprintf(e->f, "  %spermute_0213_backward(%s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 "%s);\n", kp(e),
+            P(e, gin), P(e, gout), A, B, C, D, ks(e));
 }
 
 /* Copies a slice [start, end) of dimension dim between x and y, in either
@@ -523,17 +628,40 @@ static void emit_slice_copy(Emit *e, const IrNode *big, int64_t dim, int64_t sta
                             const char *src, bool to_big, bool accumulate) {
   int64_t outer = prod(big, 0, (int)dim), inner = prod(big, (int)dim + 1, big->ndim);
   int64_t bigrow = big->shape[dim] * inner, smallrow = len * inner;
-  fprintf(e->f, "  #pragma omp parallel for if (%" PRId64 " >= 32768)\n", outer * smallrow);
-  fprintf(e->f, "  for (int64_t o = 0; o < %" PRId64 "; o++)\n", outer);
-  fprintf(e->f, "    for (int64_t j = 0; j < %" PRId64 "; j++) ", smallrow);
+  if (e->cuda) {
+    loop_open(e, outer * smallrow, smallrow);
+    fputs("        ", e->f);
+  } else {
+    fprintf(e->f, "  #pragma omp parallel for if (%" PRId64 " >= 32768)\n", outer * smallrow);
+    fprintf(e->f, "  for (int64_t o = 0; o < %" PRId64 "; o++)\n", outer);
+    fprintf(e->f, "    for (int64_t j = 0; j < %" PRId64 "; j++) ", smallrow);
+  }
   const char *bi = "[o * %" PRId64 " + %" PRId64 " + j]";
   char bidx[96], sidx[96];
   snprintf(bidx, sizeof bidx, bi, bigrow, start * inner);
   snprintf(sidx, sizeof sidx, "[o * %" PRId64 " + j]", smallrow);
   fprintf(e->f, "%s%s %s %s%s;\n", dst, to_big ? bidx : sidx, accumulate ? "+=" : "=", src, to_big ? sidx : bidx);
+  if (e->cuda) loop_close(e);
 }
 
 /* ------------------------------------------------------------ one node */
+
+/* CUDA: the next id-check flag (a workspace int64_t the kernel sets to
+ * KC_IDS_VALID or the first bad position), reporting `what`. */
+static const char *ids_flag(Emit *e, const char *what) {
+  static char b[64];
+  if (e->nids >= e->ids_max) die("more id checks than planned");
+  e->ids_what[e->nids] = what;
+  snprintf(b, sizeof b, "(int64_t *)W(%" PRId64 ")", e->ids_work + 8 * (int64_t)e->nids++);
+  return b;
+}
+
+/* memset of `bytes` at p, under `cond` when given. */
+static void emit_zero(Emit *e, const char *cond, const char *p, int64_t bytes) {
+  if (e->cuda)
+    fprintf(e->f, "  %sKC_CHECK(cudaMemsetAsync(%s, 0, %" PRId64 ", STREAM));\n", cond ? cond : "", p, bytes);
+  else fprintf(e->f, "  %smemset(%s, 0, %" PRId64 ");\n", cond ? cond : "", p, bytes);
+}
 
 static void emit_forward_node(Emit *e, ValId id) {
   const IrNode *n = N(e, id);
@@ -552,9 +680,16 @@ static void emit_forward_node(Emit *e, ValId id) {
     emit_elementwise(e, id);
     break;
   case OP_GELU: case OP_RELU: case OP_SILU:
-    fprintf(f, "  k_%s_forward(%s, %s, %" PRId64 ");\n", op_info[n->op].name, P(e, id), P(e, n->in[0]), numel(n));
+    fprintf(f, "  %s%s_forward(%s, %s, %" PRId64 "%s);\n", kp(e), op_info[n->op].name, P(e, id), P(e, n->in[0]),
+            numel(n), ks(e));
     break;
   case OP_ARANGE:
+    if (e->cuda) {
+      loop_open(e, numel(n), numel(n));
+      fprintf(e->f, "        %s[j] = (int32_t)j;\n", P(e, id));
+      loop_close(e);
+      break;
+    }
     fprintf(f, "  for (int32_t i = 0; i < %" PRId64 "; i++) %s[i] = i;\n", numel(n), P(e, id));
     break;
   case OP_MATMUL: emit_matmul(e, id); break;
@@ -579,26 +714,33 @@ static void emit_forward_node(Emit *e, ValId id) {
       dim = x->shape[n->iattr[0]];
       inner = prod(x, (int)n->iattr[0] + 1, x->ndim);
     }
-    fprintf(f, "  k_reduce_%s_forward(%s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n", op_info[n->op].name,
-            P(e, id), P(e, n->in[0]), outer, dim, inner);
+    fprintf(f, "  %sreduce_%s_forward(%s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 "%s);\n", kp(e),
+            op_info[n->op].name, P(e, id), P(e, n->in[0]), outer, dim, inner, ks(e));
     break;
   }
   case OP_SOFTMAX:
-    fprintf(f, "  k_softmax_forward(%s, %s, %" PRId64 ", %" PRId64 ");\n", P(e, id), P(e, n->in[0]),
-            numel(n) / last(n), last(n));
+    fprintf(f, "  %ssoftmax_forward(%s, %s, %" PRId64 ", %" PRId64 "%s);\n", kp(e), P(e, id), P(e, n->in[0]),
+            numel(n) / last(n), last(n), ks(e));
     break;
   case OP_LAYERNORM:
-    fprintf(f, "  k_layernorm_forward(%s, %s, %s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %s);\n", P(e, id),
+    fprintf(f, "  %slayernorm_forward(%s, %s, %s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %s%s);\n", kp(e), P(e, id),
             n->nout ? P(e, n->out[0]) : "NULL", n->nout ? P(e, n->out[1]) : "NULL", P(e, n->in[0]),
-            P(e, n->in[1]), n->nin > 2 ? P(e, n->in[2]) : "NULL", numel(n) / last(n), last(n), fl(n->fattr[0]));
+            P(e, n->in[1]), n->nin > 2 ? P(e, n->in[2]) : "NULL", numel(n) / last(n), last(n), fl(n->fattr[0]),
+            ks(e));
     break;
   case OP_RMSNORM:
-    fprintf(f, "  k_rmsnorm_forward(%s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %s);\n", P(e, id),
+    fprintf(f, "  %srmsnorm_forward(%s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %s%s);\n", kp(e), P(e, id),
             n->nout ? P(e, n->out[0]) : "NULL", P(e, n->in[0]), P(e, n->in[1]), numel(n) / last(n), last(n),
-            fl(n->fattr[0]));
+            fl(n->fattr[0]), ks(e));
     break;
   case OP_EMBEDDING: {
     const IrNode *t = N(e, n->in[1]);
+    if (e->cuda) {
+      fprintf(f, "  kc_embedding_forward(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %s, STREAM);\n", P(e, id),
+              P(e, n->in[0]), P(e, n->in[1]), numel(x), t->shape[0], t->shape[1],
+              ids_flag(e, "token id outside the embedding table"));
+      break;
+    }
     fprintf(f, "  CHECK_IDS(k_embedding_forward(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 "), \"%s\");\n",
             P(e, id), P(e, n->in[0]), P(e, n->in[1]), numel(x), t->shape[0], t->shape[1],
             "token id outside the embedding table");
@@ -607,27 +749,41 @@ static void emit_forward_node(Emit *e, ValId id) {
   case OP_ATTENTION: {
     const IrNode *k = N(e, n->in[1]);
     fprintf(f,
-            "  CHECK_MEM(k_attention_forward(%s, %s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64
-            ", %" PRId64 ", %s));\n",
-            P(e, id), n->nout ? P(e, n->out[0]) : "r->lse_scratch", P(e, n->in[0]), P(e, n->in[1]),
-            P(e, n->in[2]), x->shape[0], x->shape[1], k->shape[1], x->shape[2], x->shape[3],
-            n->iattr[0] ? "true" : "false");
+            "  %s(%sattention_forward(%s, %s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64
+            ", %" PRId64 ", %s%s));\n",
+            e->cuda ? "CHECK_KC" : "CHECK_MEM", kp(e), P(e, id), n->nout ? P(e, n->out[0]) : "r->lse_scratch",
+            P(e, n->in[0]), P(e, n->in[1]), P(e, n->in[2]), x->shape[0], x->shape[1], k->shape[1], x->shape[2],
+            x->shape[3], n->iattr[0] ? "true" : "false", ks(e));
     if (!n->nout) unsupported(e, n, "attention outside a differentiated graph");
+    if (e->cuda && x->shape[3] > CUDA_MAX_HEAD_DIM) {
+      char what[96];
+      snprintf(what, sizeof what, "attention with head dimension %" PRId64 " (at most %d)", x->shape[3],
+               CUDA_MAX_HEAD_DIM);
+      unsupported(e, n, what);
+    }
     break;
   }
   case OP_ROPE: {
     int64_t T = x->shape[x->ndim - 2], D = last(x);
-    fprintf(f, "  k_rope_forward(%s, %s, %" PRId64 ", 1, %" PRId64 ", %" PRId64 ", %s);\n", P(e, id),
-            P(e, n->in[0]), numel(x) / (T * D), T, D, fl(n->fattr[0]));
+    fprintf(f, "  %srope_forward(%s, %s, %" PRId64 ", 1, %" PRId64 ", %" PRId64 ", %s%s);\n", kp(e), P(e, id),
+            P(e, n->in[0]), numel(x) / (T * D), T, D, fl(n->fattr[0]), ks(e));
     break;
   }
   case OP_DROPOUT:
-    fprintf(f, "  k_dropout_forward(%s, %s, %" PRId64 ", r->training ? %s : 0.0f, r->seed ^ %uu, "
-               "(uint64_t)r->step * %" PRId64 ");\n",
-            P(e, id), P(e, n->in[0]), numel(n), fl(n->fattr[0]), id, numel(n));
+    fprintf(f, "  %sdropout_forward(%s, %s, %" PRId64 ", r->training ? %s : 0.0f, r->seed ^ %uu, "
+               "(uint64_t)r->step * %" PRId64 "%s);\n",
+            kp(e), P(e, id), P(e, n->in[0]), numel(n), fl(n->fattr[0]), id, numel(n), ks(e));
     break;
   case OP_CROSS_ENTROPY: {
     const IrNode *t = N(e, n->in[1]);
+    if (e->cuda) { /* the per-row losses, then their mean (summed in double) */
+      fprintf(f, "  kc_crossentropy_forward(NULL, W(%" PRId64 "), NULL, %s, %s, %" PRId64 ", %" PRId64 ", %s, STREAM);\n",
+              e->ce_work, P(e, n->in[0]), P(e, n->in[1]), numel(t), last(x),
+              ids_flag(e, "target id outside the classes"));
+      fprintf(f, "  kc_reduce_mean_forward(%s, W(%" PRId64 "), 1, %" PRId64 ", 1, STREAM);\n", P(e, id), e->ce_work,
+              numel(t));
+      break;
+    }
     fprintf(f, "  {\n    double mean;\n");
     fprintf(f, "    CHECK_IDS(k_crossentropy_forward(&mean, W(%" PRId64 "), NULL, %s, %s, %" PRId64 ", %" PRId64
                "), \"target id outside the classes\");\n",
@@ -637,14 +793,60 @@ static void emit_forward_node(Emit *e, ValId id) {
   }
   case OP_GRAD: {
     if (e->nozero[id]) break; /* its first writer overwrites it */
-    if (n->iattr[1]) fprintf(f, "  %s[0] = 1.0f;\n", P(e, id));
+    if (n->iattr[1] && e->cuda) fprintf(f, "  kc_fill(%s, 1.0f, 1, STREAM);\n", P(e, id));
+    else if (n->iattr[1]) fprintf(f, "  %s[0] = 1.0f;\n", P(e, id));
     else if (e->m->cat[id] == MEM_GRADS) /* kept across accumulation micro-steps */
-      fprintf(f, "  if (!r->acc) memset(%s, 0, %" PRId64 ");\n", P(e, id), memplan_bytes(n));
-    else fprintf(f, "  memset(%s, 0, %" PRId64 ");\n", P(e, id), memplan_bytes(n));
+      emit_zero(e, "if (!r->acc) ", P(e, id), memplan_bytes(n));
+    else emit_zero(e, NULL, P(e, id), memplan_bytes(n));
     break;
   }
   default: unsupported(e, n, op_info[n->op].name);
   }
+}
+
+/* CUDA: the kernel scratch of the norm and attention backward kernels, one
+ * workspace region for all of them (they run in order on one stream).
+ * Its size repeats k_cuda.h's *_scratch_bytes formulas (kc_norm.cu: fp32
+ * partial sums of (C) per chunk of rows, 2 arrays for layernorm, 1 for
+ * rmsnorm; kc_attention.cu: one float per (B,Hq,T) row); the generated code
+ * checks the library's own figure before each call (scratch_guard). */
+static int64_t scratch_need(const char *kernel, int64_t rows, int64_t cols) {
+  if (rows <= 0 || cols <= 0) return 0;
+  if (!strcmp(kernel, "attention")) return rows * cols * 4; /* rows B*Hq, cols T */
+  int64_t chunk = (rows + 127) / 128;
+  if (chunk < 32) chunk = 32;
+  int64_t chunks = (rows + chunk - 1) / chunk;
+  return (!strcmp(kernel, "layernorm") ? 2 : 1) * chunks * cols * 4;
+}
+
+static void plan_scratch(Emit *e) {
+  const IrGraph *g = e->g;
+  e->scratch_bytes = 0;
+  for (int i = g->nforward + 1; i < g->n; i++) {
+    const IrNode *b = &g->nodes[i];
+    if (b->op != OP_BACKWARD) continue;
+    const IrNode *n = &g->nodes[b->iattr[0]], *x = n->nin ? &g->nodes[n->in[0]] : NULL;
+    int64_t need = 0;
+    if (n->op == OP_LAYERNORM) need = scratch_need("layernorm", numel(n) / last(n), last(n));
+    else if (n->op == OP_RMSNORM) need = scratch_need("rmsnorm", numel(n) / last(n), last(n));
+    else if (n->op == OP_ATTENTION) need = scratch_need("attention", x->shape[0] * x->shape[1], x->shape[2]);
+    if (need > e->scratch_bytes) e->scratch_bytes = need;
+  }
+}
+
+/* CUDA: "if (SCRATCH_OK(kc_K_backward_scratch_bytes(ARGS)))" before a
+ * call that takes scratch_arg(), whose planned need is `need`; C: nothing. */
+static void scratch_guard(Emit *e, const char *kernel, int64_t need, const char *args) {
+  if (!e->cuda) return;
+  if (need > e->scratch_bytes) die("kernel scratch larger than planned");
+  fprintf(e->f, "  if (SCRATCH_OK(kc_%s_backward_scratch_bytes(%s)))\n  ", kernel, args);
+}
+
+static const char *scratch_arg(Emit *e) {
+  static char b[48];
+  if (!e->cuda) return "";
+  snprintf(b, sizeof b, ", W(%" PRId64 ")", e->scratch_work);
+  return b;
 }
 
 static void emit_backward_node(Emit *e, ValId bid) {
@@ -654,6 +856,7 @@ static void emit_backward_node(Emit *e, ValId bid) {
   const IrNode *x = n->nin ? N(e, n->in[0]) : NULL;
   FILE *f = e->f;
   const char *g = P(e, b->in[0]);
+  char args[96]; /* of a *_scratch_bytes call */
 #define OUT(k) (b->out[k] ? P(e, b->out[k]) : "NULL")
   fprintf(f, "  /* %%%u backward of %%%u %s%s%s */\n", bid, fid, op_info[n->op].name, n->path && *n->path ? " " : "",
           n->path ? n->path : "");
@@ -664,8 +867,8 @@ static void emit_backward_node(Emit *e, ValId bid) {
     break;
   case OP_GELU: case OP_RELU: case OP_SILU:
     if (b->out[0])
-      fprintf(f, "  k_%s_backward(%s, %s, %s, %" PRId64 ");\n", op_info[n->op].name, OUT(0), P(e, n->in[0]), g,
-              numel(n));
+      fprintf(f, "  %s%s_backward(%s, %s, %s, %" PRId64 "%s);\n", kp(e), op_info[n->op].name, OUT(0), P(e, n->in[0]),
+              g, numel(n), ks(e));
     break;
   case OP_MATMUL: emit_matmul_backward(e, bid, b); break;
   case OP_TRANSPOSE:
@@ -675,9 +878,12 @@ static void emit_backward_node(Emit *e, ValId bid) {
     if (b->out[0]) {
       WriteMode w = ow(e, bid, 0);
       if (w == W_SET_FIRST) fputs("  if (r->acc)", f);
-      if (w != W_SET) fprintf(f, "  k_axpy(%s, 1.0f, %s, %" PRId64 ");\n", OUT(0), g, numel(n));
+      if (w != W_SET) fprintf(f, "  %saxpy(%s, 1.0f, %s, %" PRId64 "%s);\n", kp(e), OUT(0), g, numel(n), ks(e));
       if (w == W_SET_FIRST) fputs("  else", f);
-      if (w != W_ADD) fprintf(f, "  memcpy(%s, %s, %" PRId64 ");\n", OUT(0), g, memplan_bytes(n));
+      if (w != W_ADD && e->cuda)
+        fprintf(f, "  KC_CHECK(cudaMemcpyAsync(%s, %s, %" PRId64 ", cudaMemcpyDeviceToDevice, STREAM));\n", OUT(0), g,
+                memplan_bytes(n));
+      else if (w != W_ADD) fprintf(f, "  memcpy(%s, %s, %" PRId64 ");\n", OUT(0), g, memplan_bytes(n));
     }
     break;
   case OP_SLICE:
@@ -702,32 +908,37 @@ static void emit_backward_node(Emit *e, ValId bid) {
     }
     if (!b->out[0]) break;
     if (n->op == OP_MAX)
-      fprintf(f, "  k_reduce_max_backward(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n", OUT(0), g,
-              P(e, n->in[0]), outer, dim, inner);
+      fprintf(f, "  %sreduce_max_backward(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 "%s);\n", kp(e), OUT(0), g,
+              P(e, n->in[0]), outer, dim, inner, ks(e));
     else
-      fprintf(f, "  k_reduce_%s_backward(%s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n", op_info[n->op].name,
-              OUT(0), g, outer, dim, inner);
+      fprintf(f, "  %sreduce_%s_backward(%s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 "%s);\n", kp(e),
+              op_info[n->op].name, OUT(0), g, outer, dim, inner, ks(e));
     break;
   }
   case OP_SOFTMAX:
     if (b->out[0])
-      fprintf(f, "  k_softmax_backward(%s, %s, %s, %" PRId64 ", %" PRId64 ");\n", OUT(0), g, P(e, fid),
-              numel(n) / last(n), last(n));
+      fprintf(f, "  %ssoftmax_backward(%s, %s, %s, %" PRId64 ", %" PRId64 "%s);\n", kp(e), OUT(0), g, P(e, fid),
+              numel(n) / last(n), last(n), ks(e));
     break;
   case OP_LAYERNORM:
-    fprintf(f, "  k_layernorm_backward(%s, %s, %s, %s, %s, %s, %s, %s, %" PRId64 ", %" PRId64 ");\n", OUT(0), OUT(1),
-            n->nin > 2 ? OUT(2) : "NULL", g, P(e, n->in[0]), P(e, n->in[1]), P(e, n->out[0]), P(e, n->out[1]),
-            numel(n) / last(n), last(n));
+    snprintf(args, sizeof args, "%" PRId64 ", %" PRId64, numel(n) / last(n), last(n));
+    scratch_guard(e, "layernorm", scratch_need("layernorm", numel(n) / last(n), last(n)), args);
+    fprintf(f, "  %slayernorm_backward(%s, %s, %s, %s, %s, %s, %s, %s, %" PRId64 ", %" PRId64 "%s%s);\n", kp(e), OUT(0),
+            OUT(1), n->nin > 2 ? OUT(2) : "NULL", g, P(e, n->in[0]), P(e, n->in[1]), P(e, n->out[0]),
+            P(e, n->out[1]), numel(n) / last(n), last(n), scratch_arg(e), ks(e));
     break;
   case OP_RMSNORM:
-    fprintf(f, "  k_rmsnorm_backward(%s, %s, %s, %s, %s, %s, %" PRId64 ", %" PRId64 ");\n", OUT(0), OUT(1), g,
-            P(e, n->in[0]), P(e, n->in[1]), P(e, n->out[0]), numel(n) / last(n), last(n));
+    snprintf(args, sizeof args, "%" PRId64 ", %" PRId64, numel(n) / last(n), last(n));
+    scratch_guard(e, "rmsnorm", scratch_need("rmsnorm", numel(n) / last(n), last(n)), args);
+    fprintf(f, "  %srmsnorm_backward(%s, %s, %s, %s, %s, %s, %" PRId64 ", %" PRId64 "%s%s);\n", kp(e), OUT(0), OUT(1),
+            g, P(e, n->in[0]), P(e, n->in[1]), P(e, n->out[0]), numel(n) / last(n), last(n), scratch_arg(e), ks(e));
     break;
   case OP_EMBEDDING: {
     const IrNode *t = N(e, n->in[1]);
+    /* CUDA: the ids were checked in forward (NULL: no flag) */
     if (b->out[1])
-      fprintf(f, "  k_embedding_backward(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ");\n", OUT(1), g,
-              P(e, n->in[0]), numel(x), t->shape[0], t->shape[1]);
+      fprintf(f, "  %sembedding_backward(%s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 "%s);\n", kp(e), OUT(1), g,
+              P(e, n->in[0]), numel(x), t->shape[0], t->shape[1], e->cuda ? ", NULL, STREAM" : "");
     break;
   }
   case OP_ATTENTION: {
@@ -737,29 +948,41 @@ static void emit_backward_node(Emit *e, ValId bid) {
       unsupported(e, n, "attention where only some of q, k, v need gradients");
       break;
     }
+    snprintf(args, sizeof args, "%" PRId64 ", %" PRId64 ", %" PRId64, x->shape[0], x->shape[1], x->shape[2]);
+    scratch_guard(e, "attention", scratch_need("attention", x->shape[0] * x->shape[1], x->shape[2]), args);
     fprintf(f,
-            "  CHECK_MEM(k_attention_backward(%s, %s, %s, %s, %s, %s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
-            ", %" PRId64 ", %" PRId64 ", %s));\n",
-            OUT(0), OUT(1), OUT(2), g, P(e, n->in[0]), P(e, n->in[1]), P(e, n->in[2]), P(e, fid), P(e, n->out[0]),
-            x->shape[0], x->shape[1], k->shape[1], x->shape[2], x->shape[3], n->iattr[0] ? "true" : "false");
+            "  %s(%sattention_backward(%s, %s, %s, %s, %s, %s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64
+            ", %" PRId64 ", %" PRId64 ", %s%s%s));\n",
+            e->cuda ? "CHECK_KC" : "CHECK_MEM", kp(e), OUT(0), OUT(1), OUT(2), g, P(e, n->in[0]), P(e, n->in[1]),
+            P(e, n->in[2]), P(e, fid), P(e, n->out[0]), x->shape[0], x->shape[1], k->shape[1], x->shape[2],
+            x->shape[3], n->iattr[0] ? "true" : "false", scratch_arg(e), ks(e));
     break;
   }
   case OP_ROPE: {
     int64_t T = x->shape[x->ndim - 2], D = last(x);
     if (b->out[0])
-      fprintf(f, "  k_rope_backward(%s, %s, %" PRId64 ", 1, %" PRId64 ", %" PRId64 ", %s);\n", OUT(0), g,
-              numel(x) / (T * D), T, D, fl(n->fattr[0]));
+      fprintf(f, "  %srope_backward(%s, %s, %" PRId64 ", 1, %" PRId64 ", %" PRId64 ", %s%s);\n", kp(e), OUT(0), g,
+              numel(x) / (T * D), T, D, fl(n->fattr[0]), ks(e));
     break;
   }
   case OP_DROPOUT:
     if (b->out[0])
-      fprintf(f, "  k_dropout_backward(%s, %s, %" PRId64 ", r->training ? %s : 0.0f, r->seed ^ %uu, (uint64_t)r->step * %" PRId64 ");\n",
-              OUT(0), g, numel(n), fl(n->fattr[0]), fid, numel(n));
+      fprintf(f, "  %sdropout_backward(%s, %s, %" PRId64 ", r->training ? %s : 0.0f, r->seed ^ %uu, (uint64_t)r->step * %" PRId64 "%s);\n",
+              kp(e), OUT(0), g, numel(n), fl(n->fattr[0]), fid, numel(n), ks(e));
     break;
   case OP_CROSS_ENTROPY: {
     const IrNode *t = N(e, n->in[1]);
     int64_t rows = numel(t);
     if (!b->out[0]) break;
+    if (e->cuda) { /* dloss (rows) in the workspace, then the kernel */
+      int64_t dloss = e->ce_work + ((rows * 4 + 63) / 64) * 64;
+      loop_open(e, rows, rows);
+      fprintf(e->f, "        W(%" PRId64 ")[j] = %s[0] / %" PRId64 ".0f;\n", dloss, g, rows);
+      loop_close(e);
+      fprintf(f, "  kc_crossentropy_backward(%s, %s, %s, W(%" PRId64 "), %" PRId64 ", %" PRId64 ", NULL, STREAM);\n",
+              OUT(0), P(e, n->in[0]), P(e, n->in[1]), dloss, rows, last(x));
+      break;
+    }
     fprintf(f, "  {\n    float *dloss = W(%" PRId64 ");\n", e->ce_work + ((rows * 4 + 63) / 64) * 64);
     fprintf(f, "    for (int64_t i = 0; i < %" PRId64 "; i++) dloss[i] = %s[0] / %" PRId64 ".0f;\n", rows, g, rows);
     fprintf(f, "    k_crossentropy_backward(%s, %s, %s, dloss, %" PRId64 ", %" PRId64 ");\n  }\n", OUT(0),
@@ -981,6 +1204,8 @@ static Chunk capture(Emit *e, ValId id, int slot) {
   FILE *mem = open_memstream(&buf, &len);
   if (!mem) die("out of memory");
   e->f = mem;
+  e->node = id;
+  e->nkern = 0;
   e->stamp++;
   e->nrefs_p = e->nrefs_g = 0;
   if (e->g->nodes[id].op == OP_BACKWARD) emit_backward_node(e, id);
@@ -1119,8 +1344,83 @@ static void zero_sched_free(ZeroSched *z) {
   free(z->held);
 }
 
-bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name) {
-  Emit e = {.f = f, .g = g, .m = m, .d = p->diag};
+/* The text of the generated file before the tables: includes and the
+ * addressing macros, per backend. */
+static const char c_prelude[] =
+    "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n#include \"dst_model.h\"\n"
+    "#include \"k_cpu.h\"\n\n"
+    "#define F(slab, off) ((float *)(r->slab + (off)))\n"
+    "#define I(slab, off) ((int32_t *)(r->slab + (off)))\n"
+    "#define W(off) ((float *)(r->work + (off)))\n"
+    "#define PU(u, off) ((float *)(r->punit[u] + (off)))\n"
+    "#define GU(u, off) ((float *)(r->gunit[u] + (off)))\n"
+    "#define CHECK_IDS(call, what)                             \\\n"
+    "  do {                                                    \\\n"
+    "    int64_t bad_ = (call);                                \\\n"
+    "    if (bad_ != K_IDS_VALID && !r->error) {               \\\n"
+    "      r->error = what;                                    \\\n"
+    "      r->error_pos = bad_;                                \\\n"
+    "    }                                                     \\\n"
+    "  } while (0)\n"
+    "#define PROF_BEGIN() double prof_t0_ = r->prof ? dst_prof_now() : 0.0\n"
+    "#define PROF_END(slot) if (r->prof) r->prof[slot] += dst_prof_now() - prof_t0_\n"
+    "#define CHECK_MEM(call)                                   \\\n"
+    "  do {                                                    \\\n"
+    "    if ((call) != K_OK && !r->error) r->error = \"out of memory in a kernel\"; \\\n"
+    "  } while (0)\n\n";
+
+/* CUDA: slabs are device pointers; kernels and copies go on r->stream. The
+ * profile timers synchronize it, only when the program profiles. */
+static const char cuda_prelude[] =
+    "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n#include \"dst_model.h\"\n"
+    "#include \"k_cuda.h\"\n\n"
+    "#define F(slab, off) ((float *)(r->slab + (off)))\n"
+    "#define I(slab, off) ((int32_t *)(r->slab + (off)))\n"
+    "#define W(off) ((float *)(r->work + (off)))\n"
+    "#define STREAM ((cudaStream_t)r->stream)\n"
+    "#define BLAS ((KcBlas *)r->blas)\n"
+    "/* What a generated kernel sees of the run: the slabs and the accumulation\n"
+    " * flag, so that F(), I(), W() and r->acc read the same in kernels. */\n"
+    "typedef struct {\n"
+    "  char *params, *grads, *arena, *data, *work;\n"
+    "  bool acc;\n"
+    "} Slabs;\n"
+    "#define LAUNCH_WITH(kernel, blocks, threads)                                    \\\n"
+    "  do {                                                                          \\\n"
+    "    kernel<<<(blocks), threads, 0, STREAM>>>(                                   \\\n"
+    "        Slabs{r->params, r->grads, r->arena, r->data, r->work, r->acc});       \\\n"
+    "    KC_CHECK(cudaGetLastError());                                               \\\n"
+    "  } while (0)\n"
+    "/* elementwise kernels: 256 threads; column sums: 32 columns x 32 rows */\n"
+    "#define LAUNCH(kernel, blocks) LAUNCH_WITH(kernel, blocks, 256)\n"
+    "#define LAUNCH_COLS(kernel, blocks) LAUNCH_WITH(kernel, blocks, dim3(32, 32))\n"
+    "#define PROF_BEGIN() \\\n"
+    "  double prof_t0_ = r->prof ? (KC_CHECK(cudaStreamSynchronize(STREAM)), dst_prof_now()) : 0.0\n"
+    "#define PROF_END(slot)                                                          \\\n"
+    "  if (r->prof) {                                                                \\\n"
+    "    KC_CHECK(cudaStreamSynchronize(STREAM));                                    \\\n"
+    "    r->prof[slot] += dst_prof_now() - prof_t0_;                                 \\\n"
+    "  }\n"
+    "#define CHECK_KC(call)                                                          \\\n"
+    "  do {                                                                          \\\n"
+    "    int st_ = (call);                                                           \\\n"
+    "    if (st_ != KC_OK && !r->error)                                              \\\n"
+    "      r->error = st_ == KC_ERR_UNSUPPORTED ? \"cuBLASLt has no algorithm for a matmul\" \\\n"
+    "                                           : \"a CUDA kernel rejected its shapes\"; \\\n"
+    "  } while (0)\n\n";
+
+/* The groups of DstModel fields, in the C backend's order. */
+enum { DM_NAME, DM_SLABS, DM_PLAN, DM_FETCH, DM_TABLES, DM_LOSS, DM_LOGITS, DM_COUNT, DM_OPT, DM_LR, DM_MOMENTUM,
+       DM_STEPS, DM_PROF, DM_LAYOUT, DM_BACKEND, DM_FUNCS, DM__COUNT };
+/* The same in the order dst_model.h declares them (C++ designators). */
+static const int dm_decl_order[DM__COUNT] = {DM_NAME, DM_SLABS, DM_TABLES, DM_LOSS, DM_LOGITS, DM_COUNT,
+                                             DM_OPT, DM_LR, DM_MOMENTUM, DM_STEPS, DM_LAYOUT, DM_PLAN,
+                                             DM_FETCH, DM_PROF, DM_BACKEND, DM_FUNCS};
+
+bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name, Backend backend) {
+  Emit e = {.f = f, .g = g, .m = m, .d = p->diag, .cuda = backend == BACKEND_CUDA};
+  char *kern_text = NULL;
+  size_t kern_len = 0;
   e.world = (int)p->par.dp.i;
   e.zgrads = p->par.dp.i > 1 && p->par.zero.i >= 2 && g->grad_of;
   e.zparams = e.zgrads && p->par.zero.i >= 3;
@@ -1144,29 +1444,33 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
   e.ce_work = m->bytes[MEM_WORKSPACE];
   m->bytes[MEM_WORKSPACE] += 2 * ((ce_rows * 4 + 63) / 64) * 64;
 
+  /* CUDA: the id-check flags (one per checking call in forward) and the
+   * kernel scratch, after the cross-entropy rows. */
+  if (e.cuda) {
+    for (int i = 1; i <= g->nforward; i++) {
+      const IrNode *n = &g->nodes[i];
+      if (!n->dead && !n->fused && (n->op == OP_EMBEDDING || n->op == OP_CROSS_ENTROPY)) e.ids_max++;
+    }
+    e.ids_what = calloc((size_t)e.ids_max + 1, sizeof *e.ids_what);
+    e.kern = open_memstream(&kern_text, &kern_len);
+    if (!e.ids_what || !e.kern) die("out of memory");
+    e.ids_work = m->bytes[MEM_WORKSPACE];
+    m->bytes[MEM_WORKSPACE] += (8 * e.ids_max + 63) / 64 * 64;
+    plan_scratch(&e);
+    e.scratch_work = m->bytes[MEM_WORKSPACE];
+    m->bytes[MEM_WORKSPACE] += (e.scratch_bytes + 63) / 64 * 64;
+  }
+
   fprintf(f, "/* Generated by dstc %s from %s. Do not edit: change the .dst file. */\n", DST_VERSION, source_name);
-  fputs("#include <math.h>\n#include <stdint.h>\n#include <string.h>\n\n#include \"dst_model.h\"\n"
-        "#include \"k_cpu.h\"\n\n", f);
-  fputs("#define F(slab, off) ((float *)(r->slab + (off)))\n"
-        "#define I(slab, off) ((int32_t *)(r->slab + (off)))\n"
-        "#define W(off) ((float *)(r->work + (off)))\n"
-        "#define PU(u, off) ((float *)(r->punit[u] + (off)))\n"
-        "#define GU(u, off) ((float *)(r->gunit[u] + (off)))\n"
-        "#define CHECK_IDS(call, what)                             \\\n"
-        "  do {                                                    \\\n"
-        "    int64_t bad_ = (call);                                \\\n"
-        "    if (bad_ != K_IDS_VALID && !r->error) {               \\\n"
-        "      r->error = what;                                    \\\n"
-        "      r->error_pos = bad_;                                \\\n"
-        "    }                                                     \\\n"
-        "  } while (0)\n"
-        "#define PROF_BEGIN() double prof_t0_ = r->prof ? dst_prof_now() : 0.0\n"
-        "#define PROF_END(slot) if (r->prof) r->prof[slot] += dst_prof_now() - prof_t0_\n"
-        "#define CHECK_MEM(call)                                   \\\n"
-        "  do {                                                    \\\n"
-        "    if ((call) != K_OK && !r->error) r->error = \"out of memory in a kernel\"; \\\n"
-        "  } while (0)\n\n",
-        f);
+  fputs(e.cuda ? cuda_prelude : c_prelude, f);
+  if (e.scratch_bytes)
+    fprintf(f, "/* The kernel scratch dstc planned (at W(%" PRId64 ")); the library must agree. */\n"
+               "#define SCRATCH_OK(bytes) scratch_ok(r, (bytes))\n"
+               "static bool scratch_ok(DstRun *r, size_t bytes) {\n"
+               "  if (bytes <= %" PRId64 ") return true;\n"
+               "  if (!r->error) r->error = \"internal error: a CUDA kernel needs more scratch than dstc planned\";\n"
+               "  return false;\n}\n\n",
+            e.scratch_work, e.scratch_bytes);
 
   /* Parameter and input tables. */
   static const int init_map[] = {[INIT_NONE] = 0, [INIT_NORMAL] = 1, [INIT_ZEROS] = 2, [INIT_ONES] = 3,
@@ -1222,6 +1526,18 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
   fprintf(f, "static const int fetch[%d] = {", zs.nfetch ? zs.nfetch : 1);
   for (int i = 0; i < zs.nfetch; i++) fprintf(f, "%s%d", i % 16 ? ", " : i ? ",\n  " : "\n  ", zs.fetch[i]);
   fputs(zs.nfetch ? "\n};\n\n" : "0};\n\n", f);
+  if (e.cuda) { /* the kernels of the generated loops, and the id checks */
+    fclose(e.kern);
+    e.kern = NULL;
+    fwrite(kern_text, 1, kern_len, f);
+    free(kern_text);
+    if (e.nids != e.ids_max) die("%d id checks planned, %d emitted", e.ids_max, e.nids);
+    if (e.nids) {
+      fprintf(f, "static const char *const ids_what[%d] = {\n", e.nids);
+      for (int i = 0; i < e.nids; i++) fprintf(f, "  \"%s\",\n", e.ids_what[i]);
+      fputs("};\n\n", f);
+    }
+  }
   fputs("static void forward(DstRun *r) {\n", f);
   for (int i = 1; i <= g->nforward; i++) write_chunk(&e, z, &ch[i], i);
   fputs("}\n\nstatic void backward(DstRun *r) {\n", f);
@@ -1276,43 +1592,70 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
   for (int i = 0; i < g->nnamed; i++)
     if (!strcmp(g->named[i].name, "logits")) logits = g->named[i].v;
   TrainCfg *t = &p->train_cfg;
-  fputs("const DstModel dst_model = {\n  .name = ", f);
-  emit_string(f, p->model->name);
-  fputs(",\n  .source = ", f);
-  emit_string(f, source_name);
-  fprintf(f, ",\n  .params_bytes = %" PRId64 ", .arena_bytes = %" PRId64 ", .data_bytes = %" PRId64
-             ", .work_bytes = %" PRId64 ", .optstate_bytes = %" PRId64 ",\n",
+  /* The initializer in groups of fields, written in the C backend's order
+   * or, for C++ (CUDA), in declaration order. */
+  char *dm_text[DM__COUNT];
+  size_t dm_len[DM__COUNT];
+  FILE *dm[DM__COUNT];
+  for (int k = 0; k < DM__COUNT; k++)
+    if (!(dm[k] = open_memstream(&dm_text[k], &dm_len[k]))) die("out of memory");
+  fputs("  .name = ", dm[DM_NAME]);
+  emit_string(dm[DM_NAME], p->model->name);
+  fputs(",\n  .source = ", dm[DM_NAME]);
+  emit_string(dm[DM_NAME], source_name);
+  fputs(",\n", dm[DM_NAME]);
+  fprintf(dm[DM_SLABS], "  .params_bytes = %" PRId64 ", .arena_bytes = %" PRId64 ", .data_bytes = %" PRId64
+                        ", .work_bytes = %" PRId64 ", .optstate_bytes = %" PRId64 ",\n",
           m->slab_params, m->bytes[MEM_ACTIVATIONS], m->bytes[MEM_DATA], m->bytes[MEM_WORKSPACE],
           m->bytes[MEM_OPTSTATE]);
-  fprintf(f, "  .planned_bytes = %" PRId64 ", .shard_bytes = %" PRId64 ", .zero_pbuf_bytes = %" PRId64
-             ", .zero_gbuf_bytes = %" PRId64 ", .zero_inflight = %d,\n",
+  fprintf(dm[DM_PLAN], "  .planned_bytes = %" PRId64 ", .shard_bytes = %" PRId64 ", .zero_pbuf_bytes = %" PRId64
+                       ", .zero_gbuf_bytes = %" PRId64 ", .zero_inflight = %d,\n",
           memplan_total(m), m->zero_shard, m->zero_pbuf, m->zero_gbuf, ZERO_INFLIGHT);
-  fprintf(f, "  .fetch = fetch, .nfetch_fwd = %d, .nfetch = %d,\n", zs.nfetch_fwd, zs.nfetch);
-  fprintf(f, "  .params = params, .nparams = %d, .inputs = inputs, .ninputs = %d,\n", g->nparams, g->ninputs);
-  fprintf(f, "  .loss_offset = %" PRId64 ",\n", m->offset[g->loss]);
+  fprintf(dm[DM_FETCH], "  .fetch = fetch, .nfetch_fwd = %d, .nfetch = %d,\n", zs.nfetch_fwd, zs.nfetch);
+  fprintf(dm[DM_TABLES], "  .params = params, .nparams = %d, .inputs = inputs, .ninputs = %d,\n", g->nparams,
+          g->ninputs);
+  fprintf(dm[DM_LOSS], "  .loss_offset = %" PRId64 ",\n", m->offset[g->loss]);
   if (logits) {
     const IrNode *ln = &g->nodes[logits];
-    fprintf(f, "  .logits_offset = %" PRId64 ", .logits_ndim = %d, .logits_shape = {", m->offset[logits], ln->ndim);
-    for (int k = 0; k < ln->ndim; k++) fprintf(f, "%s%" PRId64, k ? ", " : "", ln->shape[k]);
-    fputs("},\n", f);
+    fprintf(dm[DM_LOGITS], "  .logits_offset = %" PRId64 ", .logits_ndim = %d, .logits_shape = {", m->offset[logits],
+            ln->ndim);
+    for (int k = 0; k < ln->ndim; k++) fprintf(dm[DM_LOGITS], "%s%" PRId64, k ? ", " : "", ln->shape[k]);
+    fputs("},\n", dm[DM_LOGITS]);
   } else {
-    fputs("  .logits_offset = -1,\n", f);
+    fputs("  .logits_offset = -1,\n", dm[DM_LOGITS]);
   }
   int64_t tokens = g->ninputs ? ir_numel(&g->nodes[g->inputs[0]]) : 1;
-  fprintf(f, "  .param_count = %" PRId64 ", .flops_per_token = %.17g,\n", count, step_flops(g) / (double)tokens);
-  fprintf(f, "  .opt = %d, .sched = %d,\n", t->opt == OPT_ADAMW ? 0 : 1, (int)t->sched);
-  fprintf(f, "  .lr = %s, .beta1 = %s, .beta2 = %s, .eps = %s, .weight_decay = %s,\n", fl(t->lr), fl(t->beta1),
-          fl(t->beta2), fl(t->eps), fl(t->weight_decay));
-  fprintf(f, "  .momentum = %s, .min_lr = %s, .clip = %s, .nesterov = %s,\n", fl(t->momentum), fl(t->min_lr),
-          fl(t->clip_grad_norm), t->nesterov ? "true" : "false");
-  fprintf(f, "  .warmup = %" PRId64 ", .steps = %" PRId64 ", .seed = %" PRId64 ", .log_every = %" PRId64
-             ", .eval_every = %" PRId64 ", .save_every = %" PRId64 ",\n",
+  fprintf(dm[DM_COUNT], "  .param_count = %" PRId64 ", .flops_per_token = %.17g,\n", count,
+          step_flops(g) / (double)tokens);
+  fprintf(dm[DM_OPT], "  .opt = %d, .sched = %d,\n", t->opt == OPT_ADAMW ? 0 : 1, (int)t->sched);
+  fprintf(dm[DM_LR], "  .lr = %s, .beta1 = %s, .beta2 = %s, .eps = %s, .weight_decay = %s,\n", fl(t->lr),
+          fl(t->beta1), fl(t->beta2), fl(t->eps), fl(t->weight_decay));
+  fprintf(dm[DM_MOMENTUM], "  .momentum = %s, .min_lr = %s, .clip = %s, .nesterov = %s,\n", fl(t->momentum),
+          fl(t->min_lr), fl(t->clip_grad_norm), t->nesterov ? "true" : "false");
+  fprintf(dm[DM_STEPS], "  .warmup = %" PRId64 ", .steps = %" PRId64 ", .seed = %" PRId64 ", .log_every = %" PRId64
+                        ", .eval_every = %" PRId64 ", .save_every = %" PRId64 ",\n",
           t->warmup, t->steps, t->seed, t->log_every, t->eval_every, t->save_every);
-  fprintf(f, "  .prof_names = prof_names, .nprof = %d,\n", 2 * OP__COUNT);
-  fprintf(f, "  .dp = %lld, .grad_accum = %lld, .zero = %lld, .buckets = buckets, .nbuckets = %d,\n",
+  fprintf(dm[DM_PROF], "  .prof_names = prof_names, .nprof = %d,\n", 2 * OP__COUNT);
+  fprintf(dm[DM_LAYOUT], "  .dp = %lld, .grad_accum = %lld, .zero = %lld, .buckets = buckets, .nbuckets = %d,\n",
           (long long)p->par.dp.i, (long long)p->par.grad_accum.i, (long long)p->par.zero.i, e.nbuckets);
-  fputs("  .forward = forward, .backward = backward,\n};\n\n", f);
-  fputs("int main(int argc, char **argv) { return dst_train_main(&dst_model, argc, argv); }\n", f);
+  if (e.nids)
+    fprintf(dm[DM_BACKEND], "  .backend = DST_BACKEND_CUDA, .ids_offset = %" PRId64 ", .nids = %d, .ids_what = ids_what,\n",
+            e.ids_work, e.nids);
+  else
+    fprintf(dm[DM_BACKEND], "  .backend = %s, .ids_offset = -1, .nids = 0,\n",
+            e.cuda ? "DST_BACKEND_CUDA" : "DST_BACKEND_CPU");
+  fputs("  .forward = forward, .backward = backward,\n", dm[DM_FUNCS]);
+  fputs("const DstModel dst_model = {\n", f);
+  for (int k = 0; k < DM__COUNT; k++) {
+    int i = e.cuda ? dm_decl_order[k] : k;
+    fclose(dm[i]);
+    dm[i] = NULL;
+    fwrite(dm_text[i], 1, dm_len[i], f);
+    free(dm_text[i]);
+  }
+  fputs("};\n\n", f);
+  if (e.cuda) fputs("int main(int argc, char **argv) { return dst_cuda_main(&dst_model, argc, argv); }\n", f);
+  else fputs("int main(int argc, char **argv) { return dst_train_main(&dst_model, argc, argv); }\n", f);
   free(e.ow);
   free(e.nozero);
   free(e.bucket_at);
@@ -1323,6 +1666,7 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
   free(e.stamp_g);
   free(e.refs_p);
   free(e.refs_g);
+  free(e.ids_what);
   zero_sched_free(&zs);
   return !e.failed;
 }

@@ -14,7 +14,7 @@ static const char usage_text[] =
     "commands:\n"
     "  check FILE...        parse and check; print diagnostics only\n"
     "  plan FILE            print the plan: parameters, layout, memory per rank by category\n"
-    "  build FILE -o DIR    write DIR/<model>.c and build the program DIR/<model>\n"
+    "  build FILE -o DIR    write DIR/<model>.c (.cu) and build the program DIR/<model>\n"
     "  run FILE [-np N] [-- ARGS]  build into a cache directory and run with ARGS\n"
     "                       (through mpirun with one process per rank when the layout has several)\n"
     "\n"
@@ -27,6 +27,8 @@ static const char usage_text[] =
     "  --dump-ir=PASS       print the IR after PASS (lower, simplify, autodiff, fuse)\n"
     "  -Werror              treat warnings as errors\n"
     "  -o DIR               output directory of 'build'\n"
+    "  --backend cpu|cuda   what the program of 'build' and 'run' runs on (default cpu);\n"
+    "                       cuda writes CUDA C++ (<model>.cu) built with nvcc\n"
     "  --verbose-build      print the C compiler command\n"
     "  --color=WHEN         color diagnostics: auto, always, never\n"
     "  --help, --version\n"
@@ -160,20 +162,24 @@ static uint64_t hash_file(const char *path, uint64_t h) {
 /* Parallel settings the generated programs do not carry out yet are errors
  * for build and run, never silently ignored. Returns true when all is
  * supported. */
-static bool check_backend_support(Compilation *c) {
+static bool check_backend_support(Compilation *c, Backend be) {
   Program *p = c->prog;
   ParallelCfg *pc = &p->par;
   struct {
     const char *key;
     bool unsupported;
+    bool cuda; /* only the CUDA backend lacks it */
   } rules[] = {
-      {"tp", pc->tp.i != 1}, {"pp", pc->pp.i != 1}, {"ep", pc->ep.i != 1},
-      {"micro_batches", pc->micro_batches.i != 1}, {"precision", strcmp(pc->precision.s, "fp32") != 0},
-      {"loss_scale", strcmp(pc->loss_scale.s, "auto") && strcmp(pc->loss_scale.s, "none")},
-      {"offload_optimizer", strcmp(pc->offload_optimizer.s, "none") != 0},
-      {"offload_params", strcmp(pc->offload_params.s, "none") != 0},
-      {"checkpoint", strcmp(pc->checkpoint.s, "none") != 0},
-      {"sequence_parallel", pc->sequence_parallel.i != 0},
+      {"tp", pc->tp.i != 1, false}, {"pp", pc->pp.i != 1, false}, {"ep", pc->ep.i != 1, false},
+      {"micro_batches", pc->micro_batches.i != 1, false},
+      {"precision", strcmp(pc->precision.s, "fp32") != 0, false},
+      {"loss_scale", strcmp(pc->loss_scale.s, "auto") && strcmp(pc->loss_scale.s, "none"), false},
+      {"offload_optimizer", strcmp(pc->offload_optimizer.s, "none") != 0, false},
+      {"offload_params", strcmp(pc->offload_params.s, "none") != 0, false},
+      {"checkpoint", strcmp(pc->checkpoint.s, "none") != 0, false},
+      {"sequence_parallel", pc->sequence_parallel.i != 0, false},
+      /* the CUDA programs have no per-unit ZeRO-2/3 buffers (DstRun.punit/gunit) */
+      {"zero", be == BACKEND_CUDA && pc->zero.i >= 2, true},
   };
   bool ok = true;
   for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
@@ -185,29 +191,32 @@ static bool check_backend_support(Compilation *c) {
     else const_format(v, sizeof v, cv);
     const char *flag = p->par_from_flag[k];
     Diag *g = diag_error(&c->diag, flag ? (Loc){0} : p->par_loc[k],
-                         "%s = %s is checked and planned, but this version's generated programs cannot run it yet",
-                         rules[i].key, v);
+                         "%s = %s is checked and planned, but this version's %s programs cannot run it yet",
+                         rules[i].key, v, rules[i].cuda ? "CUDA" : "generated");
     if (flag) diag_note(&c->diag, g, (Loc){0}, "set by %s on the command line", flag);
-    diag_note(&c->diag, g, (Loc){0}, "'dstc check' and 'dstc plan' accept it; 'build' and 'run' need the default");
+    if (rules[i].cuda)
+      diag_note(&c->diag, g, (Loc){0}, "--backend cpu runs it; --backend cuda needs %s <= 1", rules[i].key);
+    else
+      diag_note(&c->diag, g, (Loc){0}, "'dstc check' and 'dstc plan' accept it; 'build' and 'run' need the default");
     ok = false;
   }
   return ok;
 }
 
 /* plan, build, run: after the front end succeeded. */
-static int backend(Compilation *c, int cmd, const char *outdir, bool verbose_build, char **args, int nargs,
-                   int np) {
+static int backend(Compilation *c, int cmd, Backend be, const char *outdir, bool verbose_build, char **args,
+                   int nargs, int np) {
   MemPlan *m = memplan_build(c->graph, c->prog);
   if (cmd == 1) {
     /* emit into /dev/null so the workspace the emitter reserves is counted */
     FILE *devnull = fopen("/dev/null", "w");
-    bool ok = devnull && emit_c(devnull, c->prog, c->graph, m, c->path);
+    bool ok = devnull && emit_c(devnull, c->prog, c->graph, m, c->path, be);
     if (devnull) fclose(devnull);
     if (ok) print_plan(c, m);
     memplan_free(m);
     return ok ? EXIT_OK : EXIT_INPUT;
   }
-  if (!check_backend_support(c)) {
+  if (!check_backend_support(c, be)) {
     memplan_free(m);
     return EXIT_INPUT;
   }
@@ -235,7 +244,7 @@ static int backend(Compilation *c, int cmd, const char *outdir, bool verbose_bui
     return EXIT_INPUT;
   }
   char src[4200], exe[4200];
-  snprintf(src, sizeof src, "%s/%s.c", dir, name);
+  snprintf(src, sizeof src, "%s/%s.%s", dir, name, be == BACKEND_CUDA ? "cu" : "c");
   snprintf(exe, sizeof exe, "%s/%s", dir, name);
   FILE *f = fopen(src, "w");
   if (!f) {
@@ -243,7 +252,7 @@ static int backend(Compilation *c, int cmd, const char *outdir, bool verbose_bui
     memplan_free(m);
     return EXIT_INPUT;
   }
-  bool ok = emit_c(f, c->prog, c->graph, m, c->path);
+  bool ok = emit_c(f, c->prog, c->graph, m, c->path, be);
   ok = fclose(f) == 0 && ok;
   memplan_free(m);
   if (!ok) return EXIT_INPUT;
@@ -259,10 +268,11 @@ static int backend(Compilation *c, int cmd, const char *outdir, bool verbose_bui
     /* the key covers what goes into the program: its source, the libraries
      * it links and the flags it is compiled with */
     uint64_t h = hash_file(src, 1469598103934665603ull);
-    h = build_hash_inputs(h);
+    h = build_hash_inputs(h, be);
     snprintf(keyed, sizeof keyed, "%s/%s-%016llx", base, name, (unsigned long long)h);
     if (access(keyed, X_OK) != 0) {
-      if (!build_compile(src, exe, verbose_build)) die("the C compiler failed on generated code %s", src);
+      if (!build_compile(src, exe, be, verbose_build))
+        die("the %s compiler failed on generated code %s", be == BACKEND_CUDA ? "CUDA" : "C", src);
       if (rename(exe, keyed) != 0) die("cannot move %s to %s", exe, keyed);
     }
     unlink(src);
@@ -286,7 +296,8 @@ static int backend(Compilation *c, int cmd, const char *outdir, bool verbose_bui
     diag_error(&c->diag, (Loc){0}, "cannot run %s: %s", argv[0], strerror(errno));
     return EXIT_INPUT;
   }
-  if (!build_compile(src, exe, verbose_build)) die("the C compiler failed on generated code %s", src);
+  if (!build_compile(src, exe, be, verbose_build))
+    die("the %s compiler failed on generated code %s", be == BACKEND_CUDA ? "CUDA" : "C", src);
   printf("built %s\n", exe);
   return EXIT_OK;
 }
@@ -329,6 +340,7 @@ int main(int argc, char **argv) {
   bool verbose = false, dump_ast = false, werror = false, verbose_build = false;
   const char *dump_ir = NULL, *outdir = NULL;
   int np = 0;
+  Backend be = BACKEND_CPU;
   char **prog_args = NULL;
   int nprog_args = 0;
   int color = isatty(2) && !getenv("NO_COLOR") && getenv("TERM") && strcmp(getenv("TERM"), "dumb");
@@ -347,6 +359,14 @@ int main(int argc, char **argv) {
     if (!strcmp(a, "-o")) {
       if (i + 1 >= argc) return usage_error("-o needs a directory%s", "");
       outdir = argv[++i];
+      continue;
+    }
+    if (!strcmp(a, "--backend") || !strncmp(a, "--backend=", 10)) {
+      const char *v = a[9] ? a + 10 : i + 1 < argc ? argv[++i] : NULL;
+      if (!v) return usage_error("--backend needs cpu or cuda%s", "");
+      if (!strcmp(v, "cpu")) be = BACKEND_CPU;
+      else if (!strcmp(v, "cuda")) be = BACKEND_CUDA;
+      else return usage_error("--backend must be cpu or cuda, not '%s'", v);
       continue;
     }
     if (!strcmp(a, "--verbose-build")) {
@@ -410,6 +430,9 @@ int main(int argc, char **argv) {
   if (known > 0 && nfiles != 1) return usage_error("%s takes exactly one input file", cmd);
   if (known == 2 && !outdir) return usage_error("build needs -o DIR%s", "");
   if (known != 2 && outdir) return usage_error("-o is only for 'build'%s", "");
+  if (be == BACKEND_CUDA && known >= 2 && !build_have_cuda())
+    return usage_error("--backend cuda: this dstc was built without CUDA (no nvcc was found when dst was "
+                       "configured)%s", "");
   for (int i = 0; i < ndefines; i++)
     for (int k = 0; k < i; k++)
       if (!strcmp(defines[i].key, defines[k].key)) return usage_error("-D %s is given twice", defines[i].key);
@@ -436,7 +459,7 @@ int main(int argc, char **argv) {
       /* warnings first: `run` replaces this process with the program */
       diag_print(&c.diag, stderr, color);
       c.diag.head = c.diag.tail = NULL;
-      rc = backend(&c, known, outdir, verbose_build, prog_args, nprog_args, np);
+      rc = backend(&c, known, be, outdir, verbose_build, prog_args, nprog_args, np);
     }
     diag_print(&c.diag, stderr, color);
     if (rc == EXIT_OK && diag_failed(&c.diag)) rc = EXIT_INPUT;

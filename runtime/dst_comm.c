@@ -1,5 +1,6 @@
 /* dst_comm.c: the front end of communication (see dst_comm.h) and the local
- * backend (one process, no MPI).
+ * backend (one process, no MPI). The NCCL backend is not referred to here:
+ * dst_runtime_cuda registers it (dst_comm_register_backend) when linked.
  *
  * The front end owns everything that must behave the same on every backend:
  * argument checks, sequence numbers, the registry of communicators (ids that
@@ -17,7 +18,8 @@
 
 #include "dst_comm_impl.h"
 
-static const DstCommBackend *g_be; /* NULL until dst_comm_init */
+static const DstCommBackend *g_be;   /* NULL until dst_comm_init */
+static const DstCommBackend *g_nccl; /* registered by dst_runtime_cuda, or NULL */
 static DstComm *g_world;
 static DstComm *g_comms;  /* registry: every live communicator */
 static int g_next_id = 1; /* world is 0 */
@@ -64,6 +66,7 @@ static _Noreturn void local_exit_all(int status) { exit(status); }
 static const DstCommBackend local_backend = {
     .kind = DST_COMM_BACKEND_LOCAL,
     .name = "local",
+    .reduces_16bit = false,
     .init_world = local_init_world,
     .finalize = local_finalize,
     .split = local_split,
@@ -111,6 +114,12 @@ static DstComm *comm_new(const char *name) {
   return c;
 }
 
+void dst_comm_register_backend(const DstCommBackend *be) {
+  DST_CHECK(be && be->kind == DST_COMM_BACKEND_NCCL, "only the NCCL backend is registered");
+  DST_CHECK(!g_be, "backend '%s' registered after dst_comm_init", be->name);
+  g_nccl = be;
+}
+
 void dst_comm_init(int *argc, char ***argv) {
   DST_CHECK(!g_be, "dst_comm_init called twice");
   parse_timeout_env();
@@ -128,8 +137,14 @@ void dst_comm_init(int *argc, char ***argv) {
 #else
       dst_fatal("DST_COMM_BACKEND=mpi, but this libdst was built without MPI (DST_MPI=OFF)");
 #endif
+    } else if (strcmp(want, "nccl") == 0) {
+      if (!g_nccl)
+        dst_fatal(
+            "DST_COMM_BACKEND=nccl, but this program was built without the NCCL backend "
+            "(library dst_runtime_cuda)");
+      be = g_nccl;
     } else {
-      dst_fatal("DST_COMM_BACKEND='%s' is not a backend (local, mpi)", want);
+      dst_fatal("DST_COMM_BACKEND='%s' is not a backend (local, mpi, nccl)", want);
     }
   } else if (launched != 0) {
 #ifdef DST_HAVE_MPI
@@ -256,9 +271,10 @@ static DstCommReq issue(DstComm *c, DstOpArgs a) {
   DST_CHECK(a.count <= (size_t)INT_MAX, "%s: count %zu exceeds INT_MAX elements", name, a.count);
   bool reduces = a.kind == DST_OP_ALLREDUCE || a.kind == DST_OP_REDUCE_SCATTER;
   if (reduces) {
-    DST_CHECK(
-        a.dt == DST_COMM_F32 || a.dt == DST_COMM_F64 || a.dt == DST_COMM_I32 || a.dt == DST_COMM_U8,
-        "%s: dtype %d cannot be reduced", name, (int)a.dt);
+    bool any_backend =
+        a.dt == DST_COMM_F32 || a.dt == DST_COMM_F64 || a.dt == DST_COMM_I32 || a.dt == DST_COMM_U8;
+    DST_CHECK(any_backend || g_be->reduces_16bit,
+              "%s: dtype %d cannot be reduced on the %s backend", name, (int)a.dt, g_be->name);
     DST_CHECK(a.op == DST_COMM_SUM || a.op == DST_COMM_MAX || a.op == DST_COMM_MIN,
               "%s: bad reduction op %d", name, (int)a.op);
   }

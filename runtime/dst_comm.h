@@ -9,8 +9,11 @@
  *    or forced with DST_COMM_BACKEND=mpi. Needs libdst built with
  *    DST_HAVE_MPI; all MPI calls go through one check macro that names the
  *    file:line of the failing call (exit status 70).
- *  - nccl:  (later) the same interface; the struct layout below leaves room
- *    for its handles (see dst_comm_impl.h for the backend vtable).
+ *  - nccl:  forced with DST_COMM_BACKEND=nccl; one rank per GPU, started
+ *    through MPI like mpi. Buffers are device pointers; operations run on
+ *    one CUDA stream (runtime/cuda/dst_comm_nccl.h). Lives in the library
+ *    dst_runtime_cuda, which registers it when linked; a program built
+ *    without it fails with a clear error.
  *
  * Semantics common to every collective:
  *  - Every rank of the communicator issues the same collectives in the same
@@ -45,9 +48,9 @@
  * Threads: call dst_comm from the main thread only (MPI_THREAD_FUNNELED).
  *
  * Errors: misuse (bad count, root or peer out of range, a reduction of a
- * 2-byte type) is an internal error (status 70, file:line); a mesh that
- * does not match the number of launched ranks is a user error (status 1,
- * printed once).
+ * 2-byte type outside nccl) is an internal error (status 70, file:line); a
+ * mesh that does not match the number of launched ranks is a user error
+ * (status 1, printed once).
  */
 #ifndef DST_COMM_H
 #define DST_COMM_H
@@ -67,7 +70,7 @@ typedef enum {
   DST_COMM_F64,
   DST_COMM_I32,
   DST_COMM_U8,
-  DST_COMM_BF16, /* 2-byte payloads: moved, never reduced */
+  DST_COMM_BF16, /* 2-byte payloads: reduced on nccl only, elsewhere moved */
   DST_COMM_F16,
   DST_COMM_NDTYPE
 } DstCommDtype;
@@ -101,8 +104,8 @@ typedef struct DstCommReq {
 /* Starts communication. Reads the launcher's environment (argc/argv are
  * passed on to MPI_Init and may be NULL). Sets the log prefix to the world
  * rank when the world has more than one rank. Reads DST_COMM_TIMEOUT and
- * DST_COMM_BACKEND ("local" or "mpi"). Once per process: MPI cannot be
- * started again after dst_comm_finalize. Under Open MPI it also selects
+ * DST_COMM_BACKEND ("local", "mpi" or "nccl"). Once per process: MPI cannot
+ * be started again after dst_comm_finalize. Under Open MPI it also selects
  * libnbc's all-reduce algorithm 3 unless the user set one (see
  * dst_comm_mpi.c: the default is 2x slower for in-place or < 4 ranks). */
 void dst_comm_init(int *argc, char ***argv);
@@ -153,7 +156,7 @@ bool dst_comm_test(DstCommReq *r);
 size_t dst_comm_dtype_size(DstCommDtype dt);
 
 /* recv[i] = op over ranks of send[i], i < count. In place when
- * send == recv. Reductions need F32, F64, I32 or U8. */
+ * send == recv. Reductions need F32, F64, I32 or U8 (nccl: BF16, F16 too). */
 DstCommReq dst_comm_iallreduce(DstComm *c, const void *send, void *recv, size_t count,
                                DstCommDtype dt, DstCommOp op);
 void dst_comm_allreduce(DstComm *c, const void *send, void *recv, size_t count, DstCommDtype dt,
@@ -191,7 +194,8 @@ DstCommReq dst_comm_ibarrier(DstComm *c);
 void dst_comm_barrier(DstComm *c);
 
 /* Point to point with rank `peer` of c; tag in [0, 32767]. Messages between
- * a pair with the same tag arrive in order. Not counted as collectives. */
+ * a pair with the same tag arrive in order. Not counted as collectives.
+ * nccl ignores tags: messages between a pair match in issue order. */
 DstCommReq dst_comm_isend(DstComm *c, const void *buf, size_t count, DstCommDtype dt, int peer,
                           int tag);
 DstCommReq dst_comm_irecv(DstComm *c, void *buf, size_t count, DstCommDtype dt, int peer, int tag);

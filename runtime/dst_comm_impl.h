@@ -2,8 +2,11 @@
  *
  * The front end (dst_comm.c) validates arguments, numbers operations, and
  * runs the watchdog loop of every wait; a backend only starts operations,
- * tests them, and (optionally) answers watchdog queries. A new backend
- * (NCCL) fills one DstCommBackend and is chosen in dst_comm_init.
+ * tests them, and (optionally) answers watchdog queries. Each backend fills
+ * one DstCommBackend, chosen in dst_comm_init. local and mpi live in
+ * libdst; nccl lives in dst_runtime_cuda (runtime/cuda), which registers it
+ * with dst_comm_register_backend when linked, so libdst itself never
+ * refers to CUDA or NCCL.
  */
 #ifndef DST_COMM_IMPL_H
 #define DST_COMM_IMPL_H
@@ -46,7 +49,7 @@ struct DstComm {
   uint64_t p2p_seq;                   /* sends/recvs issued by this rank */
   int *world_ranks;                   /* [size] */
   struct DstComm *next;               /* registry of live communicators */
-  _Alignas(8) unsigned char impl[16]; /* backend handle (MPI_Comm, ncclComm_t) */
+  _Alignas(8) unsigned char impl[16]; /* mpi: MPI_Comm; nccl: MPI_Comm, ncclComm_t */
 };
 
 /* What one rank reports about itself to a watchdog query. */
@@ -64,6 +67,7 @@ typedef struct {
 typedef struct DstCommBackend {
   DstCommBackendKind kind;
   const char *name;
+  bool reduces_16bit; /* BF16/F16 may be reduced (not only moved) */
   /* Creates the world communicator (rank, size, world_ranks, impl). */
   void (*init_world)(int *argc, char ***argv, DstComm *world);
   void (*finalize)(void);
@@ -93,7 +97,13 @@ typedef struct DstCommBackend {
 /* For backends: what this rank would answer to a query about comm_id. */
 void dst_comm_self_state(int comm_id, DstCommState *st);
 
+/* Makes a backend that lives outside libdst selectable by dst_comm_init
+ * (only DST_COMM_BACKEND_NCCL for now). Before dst_comm_init; dst_comm_nccl.c
+ * calls it from a constructor. */
+void dst_comm_register_backend(const DstCommBackend *be);
+
 #ifdef DST_HAVE_MPI
+/* The NCCL backend reuses its world, groups, watchdog channel and exits. */
 extern const DstCommBackend dst_comm_mpi_backend;
 #endif
 

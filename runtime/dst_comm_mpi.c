@@ -256,6 +256,7 @@ static _Noreturn void mpi_exit_all(int status) {
 const DstCommBackend dst_comm_mpi_backend = {
     .kind = DST_COMM_BACKEND_MPI,
     .name = "mpi",
+    .reduces_16bit = false,
     .init_world = mpi_init_world,
     .finalize = mpi_finalize,
     .split = mpi_split,

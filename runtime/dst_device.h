@@ -17,6 +17,10 @@
 #include "dst.h"
 #include "dst_model.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct DstDevice {
   const char *name;
   bool host; /* slabs are host memory (the driver may read them directly) */
@@ -42,8 +46,16 @@ typedef struct DstDevice {
   void (*poll_error)(DstRun *r);
 } DstDevice;
 
+/* The CUDA device (libdst_runtime_cuda; dst_cuda_main in dst_model.h
+ * installs it). */
+const DstDevice *dst_device_cuda(void);
+
 /* Chooses the device of dst_train_main (call before it). */
 void dst_set_device(const DstDevice *dev);
 const DstDevice *dst_device(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

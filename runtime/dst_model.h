@@ -6,7 +6,14 @@
  * shapes, byte offsets), the training settings of the .dst file, and two
  * functions that run the forward graph and the backward graph over a DstRun.
  * The driver allocates exactly the planned bytes, initializes or loads the
- * parameters, feeds data, runs the optimizer and logs. */
+ * parameters, feeds data, runs the optimizer and logs.
+ *
+ * A CUDA program (backend DST_BACKEND_CUDA, a .cu file from
+ * `dstc build --backend cuda`) has the same tables and plan; there every
+ * slab pointer of the DstRun is device memory (cudaMalloc'd with the same
+ * planned sizes), and forward and backward only enqueue work on the run's
+ * stream: they return before it has run and never synchronize it (except
+ * the profile timers, when prof is set). This header is valid C and C++. */
 #ifndef DST_MODEL_H
 #define DST_MODEL_H
 #include <stdbool.h>
@@ -17,6 +24,7 @@ enum { DST_INIT_NONE, DST_INIT_NORMAL, DST_INIT_ZEROS, DST_INIT_ONES, DST_INIT_U
 enum { DST_OPT_ADAMW, DST_OPT_SGD };
 enum { DST_SCHED_CONSTANT, DST_SCHED_LINEAR, DST_SCHED_COSINE };
 enum { DST_MAX_RANK = 8 };
+enum { DST_BACKEND_CPU = 0, DST_BACKEND_CUDA = 1 };
 
 typedef struct {
   const char *name;   /* "blocks.3.attn.qkv.w" */
@@ -58,6 +66,14 @@ typedef struct DstRun {
    * buffers it fills and releases when zero_hook tells it (DST_ZERO_*). */
   char **punit, **gunit;
   void (*zero_hook)(struct DstRun *r, int kind, int u);
+  /* CUDA programs: the cudaStream_t every kernel and copy of forward and
+   * backward goes on, and the KcBlas * (kernels/cuda/k_cuda.h) of their
+   * GEMMs, both created by the driver. bucket_ready(r, k) is called once
+   * the work writing bucket k is enqueued (not finished): a reduction must
+   * be ordered after it on the stream (same stream, or an event). Unused by
+   * CPU programs. */
+  void *stream;
+  void *blas;
 } DstRun;
 
 /* zero_hook's events, in the order the generated code raises them:
@@ -117,14 +133,39 @@ typedef struct {
   int nfetch_fwd, nfetch;
   const char *const *prof_names; /* the profile slots (op kinds, forward and backward) */
   int nprof;
+  int backend;        /* DST_BACKEND_*: what forward and backward run on */
+  /* CUDA programs check token ids on the device: the k-th checking kernel
+   * of forward (k < nids) sets the int64_t at work + ids_offset + 8 * k to
+   * -1 when all its ids are in range, else to the first bad position. They
+   * are rewritten by every forward; after a forward (once the stream has
+   * run it) the driver reads them and reports the first that is not -1 as
+   * r->error = ids_what[k], r->error_pos = its value, as a CPU program's
+   * forward does itself. nids = 0 and ids_offset = -1: none (always so for
+   * CPU programs). */
+  int64_t ids_offset;
+  int nids;
+  const char *const *ids_what;
   void (*forward)(DstRun *r);
   void (*backward)(DstRun *r);
 } DstModel;
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* Monotonic seconds, for the generated code's --profile timers. */
 double dst_prof_now(void);
 
 /* Parses the program's command line, trains, and returns the exit status. */
 int dst_train_main(const DstModel *m, int argc, char **argv);
+/* The same for a CUDA program: installs the CUDA device (and, when
+ * launched as several ranks, the NCCL backend of dst_comm unless
+ * DST_COMM_BACKEND says otherwise), then runs dst_train_main. In
+ * libdst_runtime_cuda. */
+int dst_cuda_main(const DstModel *m, int argc, char **argv);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

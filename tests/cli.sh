@@ -38,6 +38,16 @@ expect plan-peak 0 'peak .* bytes' -- "$dstc" plan "$gpt" -D layers=4
 expect build-unsupported 1 'tp = 2 is checked and planned, but' -- "$dstc" build "$gpt" -o "$tmp/b" -ftp=2
 expect build-unsupported-enum 1 'precision = bf16 is checked' -- "$dstc" build "$gpt" -o "$tmp/b" -fprecision=bf16
 expect build 0 'built .*/gpt$' -- "$dstc" build "$gpt" -o "$tmp/b" -D batch=2 -D seq=16
+expect build-c 0 '' -- test -s "$tmp/b/gpt.c"
+expect build-backend-cpu 0 'built .*/gpt$' -- "$dstc" build --backend cpu "$gpt" -o "$tmp/bc" -D batch=2 -D seq=16
+expect backend-unknown 2 "--backend must be cpu or cuda, not 'gpu'" -- "$dstc" build --backend gpu "$gpt" -o "$tmp/x"
+expect backend-unknown-eq 2 "--backend must be cpu or cuda, not 'tpu'" -- "$dstc" run --backend=tpu "$gpt"
+expect backend-missing 2 '--backend needs cpu or cuda' -- "$dstc" build "$gpt" -o "$tmp/x" --backend
+expect plan-cuda 0 'peak .* bytes' -- "$dstc" plan --backend cuda "$gpt"
+# Without a CUDA compiler at configure time, --backend cuda is refused (tests/cuda/backend.sh covers it with one).
+if [[ ${DST_TEST_HAVE_CUDA:-1} == 0 ]]; then
+  expect backend-no-cuda 2 'built without CUDA' -- "$dstc" build --backend cuda "$gpt" -o "$tmp/x"
+fi
 expect program-help 0 'usage: .*--data FILE' -- "$tmp/b/gpt" --help
 expect program-no-data 2 'no training data' -- "$tmp/b/gpt"
 expect program-bad-option 2 "unknown option '--stepz'" -- "$tmp/b/gpt" --stepz 3

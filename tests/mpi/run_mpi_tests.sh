@@ -29,7 +29,7 @@ export OMP_NUM_THREADS=1
 unset DST_COMM_TIMEOUT DST_COMM_BACKEND OMPI_COMM_WORLD_SIZE PMI_SIZE PMI_RANK PMIX_RANK \
   PMIX_SIZE MV2_COMM_WORLD_SIZE
 
-ALL_CASES="local_collectives singleton_mpi local_mismatch bad_timeout
+ALL_CASES="local_collectives singleton_mpi local_mismatch bad_timeout nccl_missing
   collectives_np2 collectives_np4 nonblocking_np2 nonblocking_np4 mesh_np2 mesh_np4
   mismatch_np3 watchdog_np2 watchdog_peer_np4 kill_np2 kill_np4"
 
@@ -81,6 +81,11 @@ case_bad_timeout() {
   DST_COMM_TIMEOUT=soon run "$TEST" collectives
   want_rc 1
   want_line "error: DST_COMM_TIMEOUT='soon' is not a number of seconds (0 turns the watchdog off)"
+}
+case_nccl_missing() { # dst_mpi_test links libdst only, without dst_runtime_cuda
+  DST_COMM_BACKEND=nccl run "$TEST" collectives
+  want_rc 1
+  want_line "error: DST_COMM_BACKEND=nccl, but this program was built without the NCCL backend (library dst_runtime_cuda)"
 }
 case_collectives_np2() { mpi 2 collectives; ok_run collectives 2; }
 case_collectives_np4() { mpi 4 collectives; ok_run collectives 4; }
