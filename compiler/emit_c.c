@@ -1284,9 +1284,14 @@ static void zero_sched_plan(Emit *e, ZeroSched *z, const Chunk *ch) {
   if (g->n <= g->nforward + 1) z->nfetch_fwd = z->nfetch;
 }
 
-static void zero_hook(Emit *e, ZeroSched *z, const char *kind, int u) {
-  fprintf(e->f, "  r->zero_hook(r, %s, %d);\n", kind, u);
-  if (!strcmp(kind, "DST_ZERO_NEED")) {
+/* The runtime's DST_ZERO_* events (dst_model.h), in its order. */
+enum { Z_NEED, Z_DONE, Z_GRAD_BEGIN, Z_GRAD_READY };
+static const char *const zero_event[] = {"DST_ZERO_NEED", "DST_ZERO_DONE", "DST_ZERO_GRAD_BEGIN",
+                                         "DST_ZERO_GRAD_READY"};
+
+static void zero_hook(Emit *e, ZeroSched *z, int kind, int u) {
+  fprintf(e->f, "  r->zero_hook(r, %s, %d);\n", zero_event[kind], u);
+  if (kind == Z_NEED) {
     int end = z->cursor < z->nfetch_fwd ? z->nfetch_fwd : z->nfetch;
     int next = z->cursor + 1 < end ? z->fetch[z->cursor + 1] : -1;
     z->cursor++;
@@ -1297,13 +1302,13 @@ static void zero_hook(Emit *e, ZeroSched *z, const char *kind, int u) {
       z->plive += unit_buf_bytes(e, v);
     }
     if (z->plive > z->ppeak) z->ppeak = z->plive;
-  } else if (!strcmp(kind, "DST_ZERO_DONE")) {
+  } else if (kind == Z_DONE) {
     z->held[u] = false;
     z->plive -= unit_buf_bytes(e, u);
-  } else if (!strcmp(kind, "DST_ZERO_GRAD_BEGIN")) {
+  } else if (kind == Z_GRAD_BEGIN) {
     z->glive += unit_buf_bytes(e, u);
     if (z->glive > z->gpeak) z->gpeak = z->glive;
-  } else { /* DST_ZERO_GRAD_READY */
+  } else { /* Z_GRAD_READY */
     z->inflight[z->ninflight++] = u;
     if (z->ninflight > ZERO_INFLIGHT) {
       z->glive -= unit_buf_bytes(e, z->inflight[0]);
@@ -1318,17 +1323,17 @@ static void write_chunk(Emit *e, ZeroSched *z, const Chunk *c, int i) {
   if (z) {
     const int *first = fwd ? z->first_f : z->first_b;
     for (int k = 0; k < c->npu; k++)
-      if (first[c->pu[k]] == i) zero_hook(e, z, "DST_ZERO_NEED", c->pu[k]);
+      if (first[c->pu[k]] == i) zero_hook(e, z, Z_NEED, c->pu[k]);
     for (int k = 0; k < c->ngu; k++)
-      if (z->first_g[c->gu[k]] == i) zero_hook(e, z, "DST_ZERO_GRAD_BEGIN", c->gu[k]);
+      if (z->first_g[c->gu[k]] == i) zero_hook(e, z, Z_GRAD_BEGIN, c->gu[k]);
   }
   if (c->code) fputs(c->code, e->f);
   if (z) {
     const int *last = fwd ? z->last_f : z->last_b;
     for (int k = 0; k < c->npu; k++)
-      if (last[c->pu[k]] == i) zero_hook(e, z, "DST_ZERO_DONE", c->pu[k]);
+      if (last[c->pu[k]] == i) zero_hook(e, z, Z_DONE, c->pu[k]);
     for (int k = 0; k < c->ngu; k++)
-      if (z->last_g[c->gu[k]] == i) zero_hook(e, z, "DST_ZERO_GRAD_READY", c->gu[k]);
+      if (z->last_g[c->gu[k]] == i) zero_hook(e, z, Z_GRAD_READY, c->gu[k]);
   }
 }
 

@@ -188,6 +188,7 @@ typedef struct {
    * the slab (without ZeRO: the whole slab). */
   int64_t lo, n;
   int64_t *ushard, *uchunk;
+  size_t max_unit_bytes; /* the largest unit buffer (staging of whole-unit gathers) */
   struct Seg {
     int64_t full, shard, n; /* floats */
   } *segs;
@@ -312,6 +313,7 @@ static void setup_shards(Trainer *t) {
   for (int u = 0; u < U; u++) {
     t->uchunk[u] = (unit_floats(t, u) + t->world - 1) / t->world;
     t->ushard[u] = at;
+    if (unit_buf_bytes(t, u) > t->max_unit_bytes) t->max_unit_bytes = unit_buf_bytes(t, u);
     at += t->uchunk[u];
   }
   t->lo = 0;
@@ -335,9 +337,7 @@ static void full_from_shard(Trainer *t, const float *shard, float *full) {
     dst_comm_allgather(t->dp, shard, full, (size_t)t->n, DST_COMM_F32);
     return;
   }
-  int64_t maxc = 0;
-  for (int u = 0; u < t->m->nbuckets; u++) maxc = t->uchunk[u] > maxc ? t->uchunk[u] : maxc;
-  float *buf = dst_malloc((size_t)maxc * (size_t)t->world * 4 + 4, DST_MEM_OTHER, "gather staging");
+  float *buf = dst_malloc(t->max_unit_bytes + 4, DST_MEM_OTHER, "gather staging");
   for (int u = 0; u < t->m->nbuckets; u++) {
     dst_comm_set_label("checkpoint gather");
     dst_comm_allgather(t->dp, shard + t->ushard[u], buf, (size_t)t->uchunk[u], DST_COMM_F32);
@@ -1115,9 +1115,7 @@ static void update(Trainer *t, int64_t step, double lr) {
   }
   if (t->z2 && !t->z3) {
     /* ZeRO-2 keeps every parameter: gather the updated shards unit by unit */
-    size_t maxb = 0;
-    for (int u = 0; u < m->nbuckets; u++) maxb = unit_buf_bytes(t, u) > maxb ? unit_buf_bytes(t, u) : maxb;
-    float *buf = dst_malloc(maxb, DST_MEM_PARAMS, "parameter gather staging");
+    float *buf = dst_malloc(t->max_unit_bytes, DST_MEM_PARAMS, "parameter gather staging");
     double c0 = dst_now_sec();
     for (int u = 0; u < m->nbuckets; u++) {
       dst_comm_set_label("parameter unit");

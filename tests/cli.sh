@@ -7,20 +7,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 gpt=$here/examples/gpt.dst
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-expect() { # expect NAME STATUS PATTERN -- command...
-  local name=$1 want=$2 pat=$3
-  shift 4
-  local out rc
-  out=$("$@" 2>&1)
-  rc=$?
-  if [[ $rc == "$want" ]] && grep -qE -- "$pat" <<< "$out"; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1))
-    printf 'FAIL %s: status %s (want %s), output:\n%s\n' "$name" "$rc" "$want" "$out"
-  fi
-}
+source "$here/tests/expect.sh"
 expect version 0 '^dstc [0-9]' -- "$dstc" --version
 expect help 0 'usage: dstc' -- "$dstc" --help
 expect no-command 2 'no command' -- "$dstc"

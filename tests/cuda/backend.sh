@@ -14,38 +14,25 @@ mode=${2:?usage: backend.sh DSTC build|run}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-check() { # check NAME STATUS PATTERN -- command...
-  local name=$1 want=$2 pat=$3
-  shift 4
-  local out rc
-  out=$("$@" 2>&1)
-  rc=$?
-  if [[ $rc == "$want" ]] && grep -qE -- "$pat" <<< "$out"; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1))
-    printf 'FAIL %s: status %s (want %s), output:\n%s\n' "$name" "$rc" "$want" "$out"
-  fi
-}
+source "$here/tests/expect.sh"
 gpt=(build --backend cuda "$here/examples/gpt.dst" -D batch=4 -D seq=32 -D layers=2)
 llama=(build --backend cuda "$here/examples/llama.dst" -D batch=4 -D seq=32)
 
 case $mode in
 build)
-  check gpt 0 'built .*/gpt$' -- "$dstc" "${gpt[@]}" -o "$tmp/g1"
-  check gpt-cu 0 '' -- test -s "$tmp/g1/gpt.cu" -a ! -e "$tmp/g1/gpt.c" -a ! -e "$tmp/g1/gpt.o"
-  check gpt-backend 0 'DST_BACKEND_CUDA' -- grep -F '.backend = DST_BACKEND_CUDA' "$tmp/g1/gpt.cu"
-  check gpt-again 0 'built' -- "$dstc" "${gpt[@]}" -o "$tmp/g2"
-  check gpt-same 0 '' -- cmp "$tmp/g1/gpt.cu" "$tmp/g2/gpt.cu"
-  check llama 0 'built .*/llama$' -- "$dstc" "${llama[@]}" -o "$tmp/l"
-  check dp-zero1 0 'built .*/gpt$' -- "$dstc" "${gpt[@]}" -fdp=2 -fzero=1 -o "$tmp/d"
-  check zero2 1 'zero = 2 is checked and planned, but this version.s CUDA programs' -- \
+  expect gpt 0 'built .*/gpt$' -- "$dstc" "${gpt[@]}" -o "$tmp/g1"
+  expect gpt-cu 0 '' -- test -s "$tmp/g1/gpt.cu" -a ! -e "$tmp/g1/gpt.c" -a ! -e "$tmp/g1/gpt.o"
+  expect gpt-backend 0 'DST_BACKEND_CUDA' -- grep -F '.backend = DST_BACKEND_CUDA' "$tmp/g1/gpt.cu"
+  expect gpt-again 0 'built' -- "$dstc" "${gpt[@]}" -o "$tmp/g2"
+  expect gpt-same 0 '' -- cmp "$tmp/g1/gpt.cu" "$tmp/g2/gpt.cu"
+  expect llama 0 'built .*/llama$' -- "$dstc" "${llama[@]}" -o "$tmp/l"
+  expect dp-zero1 0 'built .*/gpt$' -- "$dstc" "${gpt[@]}" -fdp=2 -fzero=1 -o "$tmp/d"
+  expect zero2 1 'zero = 2 is checked and planned, but this version.s CUDA programs' -- \
     "$dstc" "${gpt[@]}" -fdp=2 -fzero=2 -o "$tmp/z"
-  check zero2-note 1 'set by -fzero=2 on the command line' -- "$dstc" "${gpt[@]}" -fdp=2 -fzero=2 -o "$tmp/z"
-  check zero2-cpu 0 'built' -- "$dstc" build "$here/examples/gpt.dst" -D batch=4 -D seq=32 -D layers=2 \
+  expect zero2-note 1 'set by -fzero=2 on the command line' -- "$dstc" "${gpt[@]}" -fdp=2 -fzero=2 -o "$tmp/z"
+  expect zero2-cpu 0 'built' -- "$dstc" build "$here/examples/gpt.dst" -D batch=4 -D seq=32 -D layers=2 \
     -fdp=2 -fzero=2 -o "$tmp/zc"
-  check bf16 1 'precision = bf16 is checked' -- "$dstc" "${gpt[@]}" -fprecision=bf16 -o "$tmp/b"
+  expect bf16 1 'precision = bf16 is checked' -- "$dstc" "${gpt[@]}" -fprecision=bf16 -o "$tmp/b"
   echo "backend.sh build: $pass passed, $fail failed"
   ;;
 run)
@@ -53,8 +40,8 @@ run)
     echo "SKIPPED: no GPU (nvidia-smi -L lists none)"
     exit 77
   fi
-  check build 0 'built .*/gpt$' -- "$dstc" "${gpt[@]}" -o "$tmp/g"
-  check train 0 'done: loss' -- "$tmp/g/gpt" --data "$here/tests/data/tiny.txt" --steps 5
+  expect build 0 'built .*/gpt$' -- "$dstc" "${gpt[@]}" -o "$tmp/g"
+  expect train 0 'done: loss' -- "$tmp/g/gpt" --data "$here/tests/data/tiny.txt" --steps 5
   echo "backend.sh run: $pass passed, $fail failed"
   ;;
 *)
