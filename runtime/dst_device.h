@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "dst.h"
+#include "dst_comm.h"
 #include "dst_model.h"
 
 #ifdef __cplusplus
@@ -31,6 +32,7 @@ typedef struct DstDevice {
   void (*free)(void *p, size_t bytes, DstMemCat cat);
   void (*upload)(DstRun *r, void *dev, const void *host, size_t n);
   void (*download)(DstRun *r, void *host, const void *dev, size_t n); /* complete on return */
+  void (*copy)(DstRun *r, void *to, const void *from, size_t n);       /* device to device, in order */
   void (*adamw)(DstRun *r, float *param, const float *grad, float *m, float *v, int64_t n, float lr,
                 float beta1, float beta2, float eps, float wd, int64_t step);
   void (*sgd)(DstRun *r, float *param, const float *grad, float *mom, int64_t n, float lr, float momentum,
@@ -41,6 +43,10 @@ typedef struct DstDevice {
   /* Before a collective reads or writes buffers the generated code
    * writes: the communication must see that work done. NULL: nothing. */
   void (*comm_fence)(DstRun *r);
+  /* The device's later work uses the result of the collective q (which
+   * stays pending: the caller still waits for it before reusing its
+   * buffers). NULL: the host waits for q. */
+  void (*comm_join)(DstRun *r, DstCommReq *q);
   /* After a step: an error the device recorded (a bad token id), as
    * r->error and r->error_pos. NULL: none to poll. */
   void (*poll_error)(DstRun *r);

@@ -66,7 +66,21 @@ static void cpu_add(DstRun *r, float *y, const float *x, int64_t n) {
 
 static const DstDevice cpu_device = {
     .name = "cpu", .host = true, .alloc = cpu_alloc, .free = cpu_free, .upload = cpu_copy, .download = cpu_copy,
-    .adamw = cpu_adamw, .sgd = cpu_sgd, .norm_sq = cpu_norm_sq, .scale = cpu_scale, .add = cpu_add,
+    .copy = cpu_copy, .adamw = cpu_adamw, .sgd = cpu_sgd, .norm_sq = cpu_norm_sq, .scale = cpu_scale,
+    .add = cpu_add,
+};
+
+/* The CPU device as the driver sees a GPU (DST_DEVICE=cpu-staged): the
+ * same memory and kernels, but host = false, so every value the driver
+ * reads or writes (batches, the loss, parameter initialization,
+ * checkpoints, ZeRO staging) goes through upload, download and copy into
+ * buffers of its own. The tests run the device code paths of this file
+ * with it on machines without a GPU; results must be bit-identical to the
+ * CPU device's. */
+static const DstDevice cpu_staged_device = {
+    .name = "cpu-staged", .host = false, .alloc = cpu_alloc, .free = cpu_free, .upload = cpu_copy,
+    .download = cpu_copy, .copy = cpu_copy, .adamw = cpu_adamw, .sgd = cpu_sgd, .norm_sq = cpu_norm_sq,
+    .scale = cpu_scale, .add = cpu_add,
 };
 static const DstDevice *dev = &cpu_device;
 
@@ -332,24 +346,26 @@ static void setup_shards(Trainer *t) {
 
 /* full (the slab layout, every rank's floats) from shard (this rank's);
  * collective. full may be NULL on ranks that do not need the result. */
-static void full_from_shard(Trainer *t, const float *shard, float *full) {
-  if (!t->z2) {
-    dst_comm_allgather(t->dp, shard, full, (size_t)t->n, DST_COMM_F32);
-    return;
-  }
-  float *buf = dst_malloc(t->max_unit_bytes + 4, DST_MEM_OTHER, "gather staging");
+static void full_from_shard(Trainer *t, const float *shard, float *full, bool full_on_device) {
+  DST_CHECK(t->z2, "internal error: full_from_shard needs ZeRO-2/3 units");
+  if (dev->comm_fence) dev->comm_fence(&t->r);
+  float *buf = dev->alloc(t->max_unit_bytes + 4, DST_MEM_OTHER, "gather staging");
   for (int u = 0; u < t->m->nbuckets; u++) {
     dst_comm_set_label("checkpoint gather");
     dst_comm_allgather(t->dp, shard + t->ushard[u], buf, (size_t)t->uchunk[u], DST_COMM_F32);
-    if (full) memcpy(full + t->m->buckets[u].offset / 4, buf, (size_t)unit_floats(t, u) * 4);
+    if (!full) continue;
+    float *to = full + t->m->buckets[u].offset / 4;
+    size_t n = (size_t)unit_floats(t, u) * 4;
+    if (full_on_device) dev->copy(&t->r, to, buf, n);
+    else dev->download(&t->r, to, buf, n);
   }
-  dst_free(buf);
+  dev->free(buf, t->max_unit_bytes + 4, DST_MEM_OTHER);
 }
 
-/* This rank's shard of a slab-layout buffer. */
-static void shard_from_full(const Trainer *t, const float *full, float *shard) {
+/* This rank's shard (device memory) of a slab-layout host buffer. */
+static void shard_from_full(Trainer *t, const float *full, float *shard) {
   for (int i = 0; i < t->nsegs; i++)
-    memcpy(shard + t->segs[i].shard, full + t->segs[i].full, (size_t)t->segs[i].n * 4);
+    dev->upload(&t->r, shard + t->segs[i].shard, full + t->segs[i].full, (size_t)t->segs[i].n * 4);
 }
 
 static void wait_timed(Trainer *t, DstCommReq *q) {
@@ -361,6 +377,7 @@ static void wait_timed(Trainer *t, DstCommReq *q) {
 static void gather_unit(Trainer *t, int u) {
   t->r.punit[u] = dev->alloc(unit_buf_bytes(t, u), DST_MEM_PARAMS, "gathered parameters");
   t->pheld[u] = true;
+  if (dev->comm_fence) dev->comm_fence(&t->r); /* the buffer's zeroing, the shard's last update */
   dst_comm_set_label("parameter unit");
   t->preq[u] = dst_comm_iallgather(t->dp, t->pshard + t->ushard[u], t->r.punit[u], (size_t)t->uchunk[u],
                                    DST_COMM_F32);
@@ -388,7 +405,8 @@ static void zero_hook(DstRun *r, int kind, int u) {
     t->cursor++;
     if (!t->pheld[u]) gather_unit(t, u);
     if (next >= 0 && !t->pheld[next]) gather_unit(t, next); /* prefetch */
-    wait_timed(t, &t->preq[u]);
+    if (dev->comm_join) dev->comm_join(&t->r, &t->preq[u]); /* the device waits, not the host */
+    else wait_timed(t, &t->preq[u]);
     break;
   }
   case DST_ZERO_DONE:
@@ -606,7 +624,7 @@ static int list_checkpoints(const char *dir, int64_t *steps, int max) {
 static float *params_full(Trainer *t, bool need) {
   if (!t->z3) return need ? host_view(t, t->r.params, (size_t)t->m->params_bytes) : NULL;
   float *full = need ? dst_calloc(1, (size_t)t->m->params_bytes, DST_MEM_OTHER, "parameter gather") : NULL;
-  full_from_shard(t, t->pshard, full);
+  full_from_shard(t, t->pshard, full, false);
   return full;
 }
 
@@ -984,7 +1002,7 @@ static int64_t resume(Trainer *t, const char *where) {
                 (long long)got[s], (long long)want, s == 0 ? "parameter" : "optimizer-state");
   }
   for (int s = 0; s < nstates; s++) host_commit(t, bases[s], views[s], state_bytes(t, s));
-  if (t->z2 && !t->z3) full_from_shard(t, t->pshard, (float *)t->r.params);
+  if (t->z2 && !t->z3) full_from_shard(t, t->pshard, (float *)t->r.params, true);
   dst_free(got);
   dst_free(tens);
   dst_json_free(&j);
@@ -1115,18 +1133,20 @@ static void update(Trainer *t, int64_t step, double lr) {
   }
   if (t->z2 && !t->z3) {
     /* ZeRO-2 keeps every parameter: gather the updated shards unit by unit */
-    float *buf = dst_malloc(t->max_unit_bytes, DST_MEM_PARAMS, "parameter gather staging");
+    float *buf = dev->alloc(t->max_unit_bytes, DST_MEM_PARAMS, "parameter gather staging");
+    if (dev->comm_fence) dev->comm_fence(&t->r); /* the updated shard */
     double c0 = dst_now_sec();
     for (int u = 0; u < m->nbuckets; u++) {
       dst_comm_set_label("parameter unit");
       dst_comm_allgather(t->dp, t->pshard + t->ushard[u], buf, (size_t)t->uchunk[u], DST_COMM_F32);
-      memcpy(t->r.params + m->buckets[u].offset, buf, (size_t)m->buckets[u].bytes);
+      dev->copy(&t->r, t->r.params + m->buckets[u].offset, buf, (size_t)m->buckets[u].bytes);
       t->comm_bytes += (double)(t->world - 1) * (double)t->uchunk[u] * 4;
     }
     t->comm_sec += dst_now_sec() - c0;
-    dst_free(buf);
+    dev->free(buf, t->max_unit_bytes, DST_MEM_PARAMS);
   } else if (t->sharded && !t->z2) {
     dst_comm_set_label("parameters");
+    if (dev->comm_fence) dev->comm_fence(&t->r); /* the updated shard */
     double c0 = dst_now_sec();
     dst_comm_allgather(t->dp, params + t->lo, params, (size_t)t->n, DST_COMM_F32);
     t->comm_sec += dst_now_sec() - c0;
@@ -1399,7 +1419,12 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   t.sharded = m->zero >= 1 && t.world > 1;
   t.z2 = t.sharded && m->zero >= 2;
   t.z3 = t.sharded && m->zero >= 3;
-  if (t.z2 && !dev->host) dst_fatal("ZeRO stages 2 and 3 run on the CPU backend only in this version");
+  const char *dname = getenv("DST_DEVICE");
+  if (dname && *dname && dev == &cpu_device) {
+    if (!strcmp(dname, "cpu-staged")) dev = &cpu_staged_device;
+    else if (strcmp(dname, "cpu"))
+      dst_fatal("DST_DEVICE=%s: this program runs on the CPU; DST_DEVICE may be cpu or cpu-staged", dname);
+  }
   if (dev->init) {
     const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
     dev->init(&t.r, lr ? atoi(lr) : t.mesh->rank);
@@ -1476,7 +1501,7 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
     float loss = compute(&t, step);
     if (step == 1 && dump_path) {
       float *g = t.z2 ? dst_calloc(1, (size_t)m->params_bytes, DST_MEM_OTHER, "gradient gather") : (float *)t.r.grads;
-      if (t.z2) full_from_shard(&t, t.gshard, g);
+      if (t.z2) full_from_shard(&t, t.gshard, g, false);
       if (lead) dump_step(&t, dump_path, (const char *)g);
       if (t.z2) dst_free(g);
     }
