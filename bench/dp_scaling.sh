@@ -20,7 +20,6 @@ median() { sort -n | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
 # (the progress escapes a terminal gets are dropped first: mpirun gives ranks a pty)
 tps() { sed 's/\r//g; s/\x1b\[K//g' | awk -F'|' '/^step .*tok\/s/{n++; if (n > 2) {v=$6; gsub(/[^0-9.]/,"",v); print v}}' | median; }
 "$dstc" build "$here/examples/gpt.dst" "${cfg[@]}" -o "$tmp/one" > /dev/null
-"$dstc" build "$here/examples/gpt.dst" "${cfg[@]}" -o "$tmp/one" > /dev/null
 one=$("$tmp/one/gpt" --data "$tmp/data.txt" --steps $((steps + 2)) --log-every 1 --threads 1 | tps)
 echo "1 rank  x 1 thread: $one tok/s"
 printf '%-6s %10s %9s %12s %12s %14s %14s\n' zero "tok/s" speed-up "wait ms/step" "wait share" "sent MiB/step" "plan MiB/step"

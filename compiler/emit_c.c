@@ -18,11 +18,15 @@
  *
  * Output is deterministic: a function of the graph and plan only (no dates,
  * no pointers), so compiling twice gives identical bytes. */
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dstc.h"
+
+/* ZeRO-2/3 unit buffers one generated CUDA kernel may address (Slabs.u) */
+enum { KERNEL_MAX_UNITS = 8 }; /* the size of Slabs.u in cuda_prelude */
 
 typedef struct {
   FILE *f;
@@ -52,13 +56,20 @@ typedef struct {
   /* CUDA mode */
   bool cuda;
   FILE *kern;              /* the generated kernels, written before forward */
-  FILE *host;              /* while a kernel is open: where its launch went */
+  FILE *host;              /* while a kernel is open: where its launch goes */
+  FILE *kbody;             /* the open kernel's text */
+  char *kbuf;
+  size_t klen;
+  const char *klaunch;     /* the open kernel's launch macro, blocks, name */
+  int64_t kblocks;
+  int kidx;
   ValId node;              /* the node being captured (names its kernels) */
   int nkern;               /* kernels of that node so far */
   int64_t ids_work;        /* workspace offset of the id-check flags */
   const char **ids_what;   /* per flag: the error it reports */
   int nids, ids_max;
   int64_t scratch_work, scratch_bytes; /* kernel scratch (norm and attention backward) */
+  int64_t device_work;                 /* the CUDA runtime's buffers (CUDA_DEVICE_WORK bytes) */
 } Emit;
 
 /* How a backward rule writes operand k's gradient. A parameter gradient is
@@ -126,8 +137,9 @@ static const char *P(Emit *e, ValId v) {
   if (!s || off < 0) die("value %%%u (%s) has no storage", v, op_info[n->op].name);
   if ((c == MEM_PARAMS && e->zparams) || (c == MEM_GRADS && e->zgrads)) {
     int u = unit_of(e, off);
-    ref_unit(e, u, c == MEM_GRADS);
-    snprintf(b, 64, "%s(%d, %" PRId64 ")", c == MEM_GRADS ? "GU" : "PU", u, off - e->buckets[u][0]);
+    bool grad = c == MEM_GRADS;
+    ref_unit(e, u, grad);
+    snprintf(b, 64, "%s(%d, %" PRId64 ")", grad ? "GU" : "PU", u, off - e->buckets[u][0]);
     return b;
   }
   snprintf(b, 64, "%s(%s, %" PRId64 ")", n->dtype == DT_I32 ? "I" : "F", s, off);
@@ -169,20 +181,66 @@ static const char *ks(const Emit *e) { return e->cuda ? ", STREAM" : ""; }
  * goes, and what is written until kernel_end is its definition, which goes
  * before forward. */
 enum { KERNEL_THREADS = 256, KERNEL_MAX_BLOCKS = 1 << 20 };
+/* The CUDA device's buffers in the workspace: kc_blas_workspace_bytes()
+ * (32 MiB), then kc_global_norm_scratch_bytes() (1024 doubles), then the
+ * norm's result (one double); runtime/cuda/dst_device_cuda.c checks them. */
+enum { CUDA_DEVICE_WORK = (32 << 20) + 1024 * 8 + 8 };
 /* KC_ATTENTION_MAX_D of kernels/cuda/k_cuda.h */
 enum { CUDA_MAX_HEAD_DIM = 256 };
 static void kernel_begin(Emit *e, const char *launch, int64_t blocks) {
-  int k = e->nkern++;
-  fprintf(e->f, "  %s(node%u_%d, %" PRId64 ");\n", launch, e->node, k, blocks);
+  e->kidx = e->nkern++;
+  e->klaunch = launch;
+  e->kblocks = blocks;
   e->host = e->f;
-  e->f = e->kern;
-  fprintf(e->f, "static __global__ void node%u_%d(Slabs rs) {\n  const Slabs *r = &rs;\n", e->node, k);
+  e->kbody = e->f = open_memstream(&e->kbuf, &e->klen);
+  if (!e->f) die("out of memory");
+  fprintf(e->f, "static __global__ void node%u_%d(Slabs rs) {\n  const Slabs *r = &rs;\n", e->node, e->kidx);
 }
 
+/* ZeRO-2/3: the host's r->punit/r->gunit are not device memory, so the
+ * unit buffers a kernel addresses (PU(u, off), GU(u, off) in its text) reach
+ * it as Slabs.u[slot] (KU(slot, off)), filled at launch. The launch goes
+ * after the body, which names the buffers it needs. */
 static void kernel_end(Emit *e) {
   fputs("}\n\n", e->f);
+  fclose(e->kbody);
+  e->kbody = NULL;
+  int unit[KERNEL_MAX_UNITS];
+  char kind[KERNEL_MAX_UNITS];
+  int nunit = 0;
+  const char *t = e->kbuf; /* written up to here */
+  for (const char *at = e->kbuf; (at = strstr(at, "U(")) != NULL; at += 2) {
+    bool macro = at > e->kbuf && (at[-1] == 'P' || at[-1] == 'G') &&
+                 (at - 1 == e->kbuf || !(isalnum((unsigned char)at[-2]) || at[-2] == '_'));
+    if (!macro) continue;
+    char *end;
+    long u = strtol(at + 2, &end, 10);
+    if (end == at + 2 || *end != ',') die("unexpected unit reference in a generated kernel");
+    int slot = 0;
+    while (slot < nunit && !(unit[slot] == u && kind[slot] == at[-1])) slot++;
+    if (slot == nunit) {
+      if (slot == KERNEL_MAX_UNITS) die("a generated kernel addresses more than %d partition units", slot);
+      unit[slot] = (int)u;
+      kind[slot] = at[-1];
+      nunit++;
+    }
+    fwrite(t, 1, (size_t)(at - 1 - t), e->kern);
+    fprintf(e->kern, "KU(%d", slot);
+    t = end; /* ", off)" follows */
+    at = end - 2;
+  }
+  fputs(t, e->kern);
+  free(e->kbuf);
+  e->kbuf = NULL;
   e->f = e->host;
   e->host = NULL;
+  if (!nunit) {
+    fprintf(e->f, "  %s(node%u_%d, %" PRId64 ");\n", e->klaunch, e->node, e->kidx, e->kblocks);
+    return;
+  }
+  fprintf(e->f, "  %s_UNITS(node%u_%d, %" PRId64, e->klaunch, e->node, e->kidx, e->kblocks);
+  for (int k = 0; k < nunit; k++) fprintf(e->f, ", r->%s[%d]", kind[k] == 'G' ? "gunit" : "punit", unit[k]);
+  fputs(");\n", e->f);
 }
 
 /* A kernel of `threads` threads: what is written until kernel_close is the
@@ -1382,6 +1440,8 @@ static const char cuda_prelude[] =
     "#define F(slab, off) ((float *)(r->slab + (off)))\n"
     "#define I(slab, off) ((int32_t *)(r->slab + (off)))\n"
     "#define W(off) ((float *)(r->work + (off)))\n"
+    "#define PU(u, off) ((float *)(r->punit[u] + (off)))\n"
+    "#define GU(u, off) ((float *)(r->gunit[u] + (off)))\n"
     "#define STREAM ((cudaStream_t)r->stream)\n"
     "#define BLAS ((KcBlas *)r->blas)\n"
     "/* What a generated kernel sees of the run: the slabs and the accumulation\n"
@@ -1389,16 +1449,20 @@ static const char cuda_prelude[] =
     "typedef struct {\n"
     "  char *params, *grads, *arena, *data, *work;\n"
     "  bool acc;\n"
+    "  char *u[8]; /* ZeRO-2/3: the unit buffers a kernel addresses, as KU(slot, off) */\n"
     "} Slabs;\n"
-    "#define LAUNCH_WITH(kernel, blocks, threads)                                    \\\n"
+    "#define KU(slot, off) ((float *)(r->u[slot] + (off)))\n"
+    "#define LAUNCH_WITH(kernel, blocks, threads, ...)                               \\\n"
     "  do {                                                                          \\\n"
     "    kernel<<<(blocks), threads, 0, STREAM>>>(                                   \\\n"
-    "        Slabs{r->params, r->grads, r->arena, r->data, r->work, r->acc});       \\\n"
+    "        Slabs{r->params, r->grads, r->arena, r->data, r->work, r->acc, {__VA_ARGS__}}); \\\n"
     "    KC_CHECK(cudaGetLastError());                                               \\\n"
     "  } while (0)\n"
     "/* elementwise kernels: 256 threads; column sums: 32 columns x 32 rows */\n"
-    "#define LAUNCH(kernel, blocks) LAUNCH_WITH(kernel, blocks, 256)\n"
-    "#define LAUNCH_COLS(kernel, blocks) LAUNCH_WITH(kernel, blocks, dim3(32, 32))\n"
+    "#define LAUNCH(kernel, blocks) LAUNCH_WITH(kernel, blocks, 256, NULL)\n"
+    "#define LAUNCH_COLS(kernel, blocks) LAUNCH_WITH(kernel, blocks, dim3(32, 32), NULL)\n"
+    "#define LAUNCH_UNITS(kernel, blocks, ...) LAUNCH_WITH(kernel, blocks, 256, __VA_ARGS__)\n"
+    "#define LAUNCH_COLS_UNITS(kernel, blocks, ...) LAUNCH_WITH(kernel, blocks, dim3(32, 32), __VA_ARGS__)\n"
     "#define PROF_BEGIN() \\\n"
     "  double prof_t0_ = r->prof ? (KC_CHECK(cudaStreamSynchronize(STREAM)), dst_prof_now()) : 0.0\n"
     "#define PROF_END(slot)                                                          \\\n"
@@ -1464,6 +1528,12 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
     plan_scratch(&e);
     e.scratch_work = m->bytes[MEM_WORKSPACE];
     m->bytes[MEM_WORKSPACE] += (e.scratch_bytes + 63) / 64 * 64;
+    /* the runtime's own device buffers: cuBLASLt's workspace, the global
+     * norm's partial sums and its result, so the plan covers every byte the
+     * program takes from the device (the device checks these sizes) */
+    m->bytes[MEM_WORKSPACE] = (m->bytes[MEM_WORKSPACE] + 255) / 256 * 256;
+    e.device_work = m->bytes[MEM_WORKSPACE];
+    m->bytes[MEM_WORKSPACE] += CUDA_DEVICE_WORK;
   }
 
   fprintf(f, "/* Generated by dstc %s from %s. Do not edit: change the .dst file. */\n", DST_VERSION, source_name);
@@ -1649,6 +1719,11 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
   else
     fprintf(dm[DM_BACKEND], "  .backend = %s, .ids_offset = -1, .nids = 0,\n",
             e.cuda ? "DST_BACKEND_CUDA" : "DST_BACKEND_CPU");
+  if (e.cuda)
+    fprintf(dm[DM_BACKEND], "  .device_work_offset = %" PRId64 ", .device_work_bytes = %d,\n", e.device_work,
+            (int)CUDA_DEVICE_WORK);
+  else
+    fputs("  .device_work_offset = -1,\n", dm[DM_BACKEND]);
   fputs("  .forward = forward, .backward = backward,\n", dm[DM_FUNCS]);
   fputs("const DstModel dst_model = {\n", f);
   for (int k = 0; k < DM__COUNT; k++) {

@@ -162,24 +162,21 @@ static uint64_t hash_file(const char *path, uint64_t h) {
 /* Parallel settings the generated programs do not carry out yet are errors
  * for build and run, never silently ignored. Returns true when all is
  * supported. */
-static bool check_backend_support(Compilation *c, Backend be) {
+static bool check_backend_support(Compilation *c) {
   Program *p = c->prog;
   ParallelCfg *pc = &p->par;
   struct {
     const char *key;
     bool unsupported;
-    bool cuda; /* only the CUDA backend lacks it */
   } rules[] = {
-      {"tp", pc->tp.i != 1, false}, {"pp", pc->pp.i != 1, false}, {"ep", pc->ep.i != 1, false},
-      {"micro_batches", pc->micro_batches.i != 1, false},
-      {"precision", strcmp(pc->precision.s, "fp32") != 0, false},
-      {"loss_scale", strcmp(pc->loss_scale.s, "auto") && strcmp(pc->loss_scale.s, "none"), false},
-      {"offload_optimizer", strcmp(pc->offload_optimizer.s, "none") != 0, false},
-      {"offload_params", strcmp(pc->offload_params.s, "none") != 0, false},
-      {"checkpoint", strcmp(pc->checkpoint.s, "none") != 0, false},
-      {"sequence_parallel", pc->sequence_parallel.i != 0, false},
-      /* the CUDA programs have no per-unit ZeRO-2/3 buffers (DstRun.punit/gunit) */
-      {"zero", be == BACKEND_CUDA && pc->zero.i >= 2, true},
+      {"tp", pc->tp.i != 1}, {"pp", pc->pp.i != 1}, {"ep", pc->ep.i != 1},
+      {"micro_batches", pc->micro_batches.i != 1},
+      {"precision", strcmp(pc->precision.s, "fp32") != 0},
+      {"loss_scale", strcmp(pc->loss_scale.s, "auto") && strcmp(pc->loss_scale.s, "none")},
+      {"offload_optimizer", strcmp(pc->offload_optimizer.s, "none") != 0},
+      {"offload_params", strcmp(pc->offload_params.s, "none") != 0},
+      {"checkpoint", strcmp(pc->checkpoint.s, "none") != 0},
+      {"sequence_parallel", pc->sequence_parallel.i != 0},
   };
   bool ok = true;
   for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
@@ -191,13 +188,10 @@ static bool check_backend_support(Compilation *c, Backend be) {
     else const_format(v, sizeof v, cv);
     const char *flag = p->par_from_flag[k];
     Diag *g = diag_error(&c->diag, flag ? (Loc){0} : p->par_loc[k],
-                         "%s = %s is checked and planned, but this version's %s programs cannot run it yet",
-                         rules[i].key, v, rules[i].cuda ? "CUDA" : "generated");
+                         "%s = %s is checked and planned, but this version's generated programs cannot run it yet",
+                         rules[i].key, v);
     if (flag) diag_note(&c->diag, g, (Loc){0}, "set by %s on the command line", flag);
-    if (rules[i].cuda)
-      diag_note(&c->diag, g, (Loc){0}, "--backend cpu runs it; --backend cuda needs %s <= 1", rules[i].key);
-    else
-      diag_note(&c->diag, g, (Loc){0}, "'dstc check' and 'dstc plan' accept it; 'build' and 'run' need the default");
+    diag_note(&c->diag, g, (Loc){0}, "'dstc check' and 'dstc plan' accept it; 'build' and 'run' need the default");
     ok = false;
   }
   return ok;
@@ -216,7 +210,7 @@ static int backend(Compilation *c, int cmd, Backend be, const char *outdir, bool
     memplan_free(m);
     return ok ? EXIT_OK : EXIT_INPUT;
   }
-  if (!check_backend_support(c, be)) {
+  if (!check_backend_support(c)) {
     memplan_free(m);
     return EXIT_INPUT;
   }

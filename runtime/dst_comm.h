@@ -98,7 +98,7 @@ typedef struct DstCommReq {
   int peer;          /* send/recv: peer rank in comm; otherwise -1 */
   int active;        /* 1 while pending */
   double t_start;    /* dst_now_sec() when issued */
-  _Alignas(8) unsigned char impl[16]; /* the backend's handle (MPI_Request, ...) */
+  _Alignas(8) unsigned char impl[32]; /* the backend's handle (MPI_Request, ...) */
 } DstCommReq;
 
 /* Starts communication. Reads the launcher's environment (argc/argv are

@@ -27,6 +27,9 @@ typedef struct DstDevice {
   bool host; /* slabs are host memory (the driver may read them directly) */
   /* Sets up the device for r (streams, library handles); NULL: nothing. */
   void (*init)(DstRun *r, int local_rank);
+  /* After the slabs are allocated (r->work holds the device's planned
+   * buffers, DstModel.device_work_offset); NULL: nothing. */
+  void (*bind)(DstRun *r);
   void (*finish)(DstRun *r);
   void *(*alloc)(size_t bytes, DstMemCat cat, const char *tag); /* zeroed */
   void (*free)(void *p, size_t bytes, DstMemCat cat);

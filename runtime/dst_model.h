@@ -145,6 +145,11 @@ typedef struct {
   int64_t ids_offset;
   int nids;
   const char *const *ids_what;
+  /* CUDA programs: the device's own buffers (cuBLASLt's workspace, the
+   * global norm's scratch) at work + device_work_offset, planned by dstc
+   * like the rest of the workspace. -1: none (CPU programs). */
+  int64_t device_work_offset;
+  int64_t device_work_bytes;
   void (*forward)(DstRun *r);
   void (*backward)(DstRun *r);
 } DstModel;

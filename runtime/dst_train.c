@@ -1435,6 +1435,7 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   t.r.data = slab(m->data_bytes, DST_MEM_DATA, "inputs");
   t.r.work = slab(m->work_bytes, DST_MEM_WORKSPACE, "workspace");
   t.r.ctx = &t;
+  if (dev->bind) dev->bind(&t.r);
   if (t.world > 1 && m->zero < 2 && m->nbuckets > 0) {
     t.r.bucket_ready = on_bucket;
     t.reqs = dst_calloc((size_t)m->nbuckets, sizeof(DstCommReq), DST_MEM_OTHER, "bucket requests");

@@ -7,6 +7,9 @@
  * before ncclCommInitRank, so NCCL ranks are the group's MPI ranks by
  * construction (and any NCCL version works; ncclCommSplit would need 2.18).
  *
+ * Buffers: device memory; an operation whose buffers are all host memory
+ * runs on MPI over the same group instead (host_start).
+ *
  * Operations: one non-blocking CUDA stream carries every operation of every
  * communicator, in issue order; an event is recorded after each, and the
  * request holds it, so test is cudaEventQuery and the front end's wait loop
@@ -69,9 +72,12 @@ typedef struct {
   ncclComm_t nccl; /* NULL until made */
 } NcclComm;
 
-/* DstCommReq.impl. */
+/* DstCommReq.impl. An operation on host buffers runs on MPI: host then
+ * holds the MPI backend's handle, and ev is NULL. */
 typedef struct {
   cudaEvent_t ev; /* recorded after the operation (p2p: when its group starts) */
+  int32_t host;
+  _Alignas(8) unsigned char mpi[16];
 } NcclReq;
 
 _Static_assert(sizeof(NcclComm) <= sizeof(((DstComm *)0)->impl), "NcclComm does not fit");
@@ -173,6 +179,17 @@ static void event_put(cudaEvent_t ev) {
                            "nccl events");
   }
   g_events[g_nevents++] = ev;
+}
+
+/* True when p is host memory the GPU cannot use as an NCCL buffer. */
+static bool host_buf(const void *p) {
+  struct cudaPointerAttributes at;
+  memset(&at, 0, sizeof at);
+  if (cudaPointerGetAttributes(&at, p) != cudaSuccess) {
+    (void)cudaGetLastError(); /* not sticky; keep it out of later calls */
+    return true;
+  }
+  return at.type != cudaMemoryTypeDevice && at.type != cudaMemoryTypeManaged;
 }
 
 /* Dies unless p can be read/written by the GPU of this rank. */
@@ -320,11 +337,41 @@ static void nccl_free_comm(DstComm *c) {
   dst_comm_mpi_backend.free_comm(c);
 }
 
+/* Operations on host buffers (a loss, a norm, checksums: values the host
+ * computed) run on the MPI backend over the same group, so callers need not
+ * stage them through device memory; the front end's numbering, waits and
+ * watchdog are the same. */
+static void host_start(DstComm *c, const DstOpArgs *a, DstCommReq *r) {
+  NcclReq *q = nreq(r);
+  DstCommReq m = *r;
+  dst_comm_mpi_backend.start(c, a, &m);
+  _Static_assert(sizeof q->mpi <= sizeof m.impl, "MPI handle size");
+  memcpy(q->mpi, m.impl, sizeof q->mpi);
+  q->ev = NULL;
+  q->host = 1;
+}
+
+static bool host_test(DstCommReq *r) {
+  NcclReq *q = nreq(r);
+  DstCommReq m = *r;
+  memcpy(m.impl, q->mpi, sizeof q->mpi);
+  bool done = dst_comm_mpi_backend.test(&m);
+  memcpy(q->mpi, m.impl, sizeof q->mpi);
+  return done;
+}
+
 static void nccl_start(DstComm *c, const DstOpArgs *a, DstCommReq *r) {
   size_t n = a->count, es = dst_comm_dtype_size(a->dt);
+  bool hs = a->send && host_buf(a->send), hr = a->recv && host_buf(a->recv);
+  if (n > 0 && (a->send || a->recv) && (!a->send || hs) && (!a->recv || hr)) {
+    p2p_flush();
+    host_start(c, a, r);
+    return;
+  }
   if (n > 0 && a->send) check_buf(r, "send", a->send);
   if (n > 0 && a->recv) check_buf(r, "recv", a->recv);
   NcclReq *q = nreq(r);
+  q->host = 0;
   q->ev = event_get();
   if (a->kind == DST_OP_SEND || a->kind == DST_OP_RECV) {
     if (g_np2p > 0 && g_p2p[0].c != c) p2p_flush();
@@ -409,8 +456,9 @@ static void check_async(const DstCommReq *r) {
 
 static bool nccl_test(DstCommReq *r) {
   p2p_flush();
-  check_async(r);
   NcclReq *q = nreq(r);
+  if (q->host) return host_test(r);
+  check_async(r);
   cudaError_t e = cudaEventQuery(q->ev);
   if (e == cudaErrorNotReady) return false;
   if (e != cudaSuccess) nccl_fail(__FILE__, __LINE__, "cudaEventQuery", cudaGetErrorString(e), "");
@@ -478,8 +526,10 @@ cudaEvent_t dst_comm_nccl_event(const DstCommReq *r) {
   need_nccl("dst_comm_nccl_event");
   DST_CHECK(r && r->active && r->comm && r->comm->be == &dst_comm_nccl_backend,
             "dst_comm_nccl_event: the request is not an active NCCL operation");
+  const NcclReq *q = (const NcclReq *)(const void *)r->impl;
+  DST_CHECK(!q->host, "dst_comm_nccl_event: the request's buffers are host memory (it runs on MPI)");
   p2p_flush();
-  return ((const NcclReq *)(const void *)r->impl)->ev;
+  return q->ev;
 }
 
 int dst_comm_nccl_device(void) {

@@ -4,7 +4,9 @@
  * Linking dst_runtime_cuda makes the backend available; DST_COMM_BACKEND=nccl
  * selects it in dst_comm_init, which then also picks this rank's CUDA device
  * (its rank on the node modulo the node's device count) and makes it
- * current. Buffers passed to dst_comm are device pointers. Every operation
+ * current. Buffers passed to dst_comm are device pointers, or for an
+ * operation all of whose buffers are host memory, host pointers (it runs on
+ * MPI over the same group). Every operation on device memory
  * runs on one CUDA stream, in issue order, and completes when the event
  * recorded after it does; dst_comm_wait/test poll that event.
  */

@@ -7,23 +7,35 @@
  * the stream, so a step's timing covers its GPU work. Uploads go through
  * two pinned staging buffers used in turn (a buffer is refilled only after
  * the copy that last read it has finished), so the host can prepare the
- * next batch while the GPU works. Slabs are cudaMalloc'd with the planned
- * sizes and accounted in dst's memory categories; cuBLASLt's workspace and
- * the staging buffers are accounted as "other" (outside the plan). */
+ * next batch while the GPU works. Device memory comes from the stream-
+ * ordered allocator (cudaMallocAsync on the compute stream, its pool kept
+ * rather than returned to the driver), so the ZeRO-2/3 unit buffers the
+ * driver takes and releases during every pass cost no synchronization;
+ * each allocation is accounted in dst's memory categories with its
+ * planned size. cuBLASLt's workspace and the global norm's scratch live in
+ * the workspace slab where dstc planned them (DstModel.device_work_offset),
+ * so the plan covers all device memory; the pinned staging buffers are
+ * host memory.
+ *
+ * Communication (NCCL backend) runs on its own stream. Before a collective
+ * reads or writes what kernels wrote, the communication stream waits for an
+ * event recorded on the compute stream (comm_fence); kernels that need a
+ * collective's result wait for its event (comm_join). Neither blocks the
+ * host, so gathers and reductions overlap the passes. */
 #include <stdlib.h>
 #include <string.h>
 
 #include <cuda_runtime.h>
 
 #include "dst.h"
+#include "dst_comm.h"
+#include "dst_comm_nccl.h"
 #include "dst_device.h"
 #include "k_cuda.h"
 
 static struct {
   cudaStream_t stream;
   KcBlas *blas;
-  void *blas_ws;
-  size_t blas_ws_bytes;
   void *norm_scratch; /* kc_global_norm_sq's */
   double *norm_dev;
   double *norm_host; /* pinned */
@@ -31,6 +43,7 @@ static struct {
   size_t stage_bytes[2];
   cudaEvent_t stage_done[2];
   int next;
+  cudaEvent_t fence; /* recorded on the compute stream for the communication stream */
   const DstModel *model; /* for its id checks (ids_offset, nids, ids_what) */
 } g;
 
@@ -38,7 +51,7 @@ static void *cuda_alloc(size_t bytes, DstMemCat cat, const char *tag) {
   if (!dst_mem_account(cat, bytes))
     dst_fatal("out of memory: '%s' (%s) needs %zu bytes over the limit", tag, dst_mem_cat_name(cat), bytes);
   void *p = NULL;
-  cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+  cudaError_t e = cudaMallocAsync(&p, bytes ? bytes : 1, g.stream);
   if (e != cudaSuccess) {
     size_t free_b = 0, total = 0;
     cudaGetLastError();
@@ -50,12 +63,15 @@ static void *cuda_alloc(size_t bytes, DstMemCat cat, const char *tag) {
   return p;
 }
 
+/* Stream-ordered: the memory is reused only after the work the compute
+ * stream holds so far. The driver frees a buffer a collective used only
+ * after waiting for that collective. */
 static void cuda_free(void *p, size_t bytes, DstMemCat cat) {
-  /* memory the stream may still use is released only after it is done */
-  KC_CHECK(cudaStreamSynchronize(g.stream));
-  KC_CHECK(cudaFree(p));
+  KC_CHECK(cudaFreeAsync(p, g.stream));
   dst_mem_unaccount(cat, bytes);
 }
+
+static bool on_nccl(void) { return dst_comm_initialized() && dst_comm_backend() == DST_COMM_BACKEND_NCCL; }
 
 static void cuda_init(DstRun *r, int local_rank) {
   int n = 0;
@@ -65,30 +81,47 @@ static void cuda_init(DstRun *r, int local_rank) {
               e != cudaSuccess ? cudaGetErrorString(e) : "none found");
   KC_CHECK(cudaSetDevice(local_rank % n));
   KC_CHECK(cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking));
-  g.blas_ws_bytes = kc_blas_workspace_bytes();
-  g.blas_ws = cuda_alloc(g.blas_ws_bytes, DST_MEM_OTHER, "cuBLASLt workspace");
-  g.blas = kc_blas_create(g.blas_ws, g.blas_ws_bytes);
-  g.norm_scratch = cuda_alloc(kc_global_norm_scratch_bytes(), DST_MEM_OTHER, "norm scratch");
-  g.norm_dev = cuda_alloc(sizeof(double), DST_MEM_OTHER, "norm");
+  /* keep freed blocks in the pool: the unit buffers come back every pass */
+  cudaMemPool_t pool;
+  KC_CHECK(cudaDeviceGetDefaultMemPool(&pool, local_rank % n));
+  uint64_t keep = UINT64_MAX;
+  KC_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+  KC_CHECK(cudaEventCreateWithFlags(&g.fence, cudaEventDisableTiming));
   KC_CHECK(cudaMallocHost((void **)&g.norm_host, sizeof(double)));
   for (int i = 0; i < 2; i++) KC_CHECK(cudaEventCreateWithFlags(&g.stage_done[i], cudaEventDisableTiming));
   r->stream = g.stream;
+}
+
+/* cuBLASLt's workspace, then the norm's partial sums and result, where
+ * dstc planned them in the workspace slab. */
+static void cuda_bind(DstRun *r) {
+  const DstModel *m = g.model;
+  size_t ws = kc_blas_workspace_bytes(), ns = kc_global_norm_scratch_bytes();
+  if (!m || m->device_work_offset < 0 || (size_t)m->device_work_bytes < ws + ns + sizeof(double))
+    dst_fatal("internal error: the program plans %lld bytes of device buffers, the CUDA runtime needs %zu "
+              "(rebuild the program with this dstc)",
+              m ? (long long)m->device_work_bytes : 0LL, ws + ns + sizeof(double));
+  char *base = r->work + m->device_work_offset;
+  g.blas = kc_blas_create(base, ws);
+  g.norm_scratch = base + ws;
+  g.norm_dev = (double *)(base + ws + ns);
   r->blas = g.blas;
 }
 
 static void cuda_finish(DstRun *r) {
   KC_CHECK(cudaStreamSynchronize(g.stream));
-  kc_blas_destroy(g.blas);
-  cuda_free(g.blas_ws, g.blas_ws_bytes, DST_MEM_OTHER);
-  cuda_free(g.norm_scratch, kc_global_norm_scratch_bytes(), DST_MEM_OTHER);
-  cuda_free(g.norm_dev, sizeof(double), DST_MEM_OTHER);
+  if (g.blas) kc_blas_destroy(g.blas);
   KC_CHECK(cudaFreeHost(g.norm_host));
   for (int i = 0; i < 2; i++) {
     if (g.stage[i]) KC_CHECK(cudaFreeHost(g.stage[i]));
     KC_CHECK(cudaEventDestroy(g.stage_done[i]));
   }
+  KC_CHECK(cudaEventDestroy(g.fence));
+  KC_CHECK(cudaStreamSynchronize(g.stream));
   KC_CHECK(cudaStreamDestroy(g.stream));
+  const DstModel *model = g.model;
   memset(&g, 0, sizeof g);
+  g.model = model;
   r->stream = r->blas = NULL;
 }
 
@@ -113,6 +146,11 @@ static void cuda_download(DstRun *r, void *host, const void *dev, size_t n) {
   if (!n) return;
   KC_CHECK(cudaMemcpyAsync(host, dev, n, cudaMemcpyDeviceToHost, g.stream));
   KC_CHECK(cudaStreamSynchronize(g.stream));
+}
+
+static void cuda_copy(DstRun *r, void *to, const void *from, size_t n) {
+  (void)r;
+  if (n) KC_CHECK(cudaMemcpyAsync(to, from, n, cudaMemcpyDeviceToDevice, g.stream));
 }
 
 static void cuda_adamw(DstRun *r, float *param, const float *grad, float *m, float *v, int64_t n, float lr, float b1,
@@ -145,12 +183,30 @@ static void cuda_add(DstRun *r, float *y, const float *x, int64_t n) {
   kc_add(y, y, x, n, g.stream);
 }
 
-/* Collectives run on the NCCL backend's own stream, and the host waits for
- * their events: finishing the compute stream first orders them after the
- * kernels that wrote their buffers. */
+/* Collectives run on the NCCL backend's own stream: it waits for what the
+ * compute stream holds so far. Another backend (MPI over device memory,
+ * chosen by the user) reads the buffers from the host: the compute stream
+ * is finished first. */
 static void cuda_comm_fence(DstRun *r) {
   (void)r;
-  KC_CHECK(cudaStreamSynchronize(g.stream));
+  if (!on_nccl()) {
+    KC_CHECK(cudaStreamSynchronize(g.stream));
+    return;
+  }
+  KC_CHECK(cudaEventRecord(g.fence, g.stream));
+  KC_CHECK(cudaStreamWaitEvent(dst_comm_nccl_stream(), g.fence, 0));
+}
+
+/* The compute stream waits for collective q's event (NCCL); otherwise the
+ * host waits for q. */
+static void cuda_comm_join(DstRun *r, DstCommReq *q) {
+  (void)r;
+  if (!q->active) return;
+  if (!on_nccl()) {
+    dst_comm_wait(q);
+    return;
+  }
+  KC_CHECK(cudaStreamWaitEvent(g.stream, dst_comm_nccl_event(q), 0));
 }
 
 /* The generated forward records, per id-checking kernel, -1 or the first
@@ -173,17 +229,20 @@ static const DstDevice cuda_device = {
     .name = "cuda",
     .host = false,
     .init = cuda_init,
+    .bind = cuda_bind,
     .finish = cuda_finish,
     .alloc = cuda_alloc,
     .free = cuda_free,
     .upload = cuda_upload,
     .download = cuda_download,
+    .copy = cuda_copy,
     .adamw = cuda_adamw,
     .sgd = cuda_sgd,
     .norm_sq = cuda_norm_sq,
     .scale = cuda_scale,
     .add = cuda_add,
     .comm_fence = cuda_comm_fence,
+    .comm_join = cuda_comm_join,
     .poll_error = cuda_poll_error,
 };
 

@@ -1,8 +1,8 @@
 /* test_nccl.c: the NCCL backend of dst_comm (runtime/cuda/dst_comm_nccl.c)
  * on device buffers: every collective (f32, f64, i32, u8, bf16, f16
  * reductions; in place and out of place), send/recv, barrier, operations in
- * flight with dst_comm_test, a split group and a mesh axis, and the stream
- * and event of dst_comm_nccl.h.
+ * flight with dst_comm_test, a split group and a mesh axis, the stream
+ * and event of dst_comm_nccl.h, and operations on host buffers (on MPI).
  *
  *   dst_nccl_test            the checks, on any number of ranks (sets
  *                            DST_COMM_BACKEND=nccl itself)
@@ -387,6 +387,32 @@ static void test_nonblocking(DstComm *c) {
   dst_free(y);
 }
 
+/* Host buffers (a loss, a norm, checksums) run on MPI over the same group,
+ * interleaved with device operations; a mix of host and device buffers in
+ * one operation is an error (not checked here: it ends the job). */
+static void test_host_buffers(DstComm *c) {
+  int r = dst_comm_rank(c), p = dst_comm_size(c);
+  double x = r + 1;
+  dst_comm_allreduce(c, &x, &x, 1, DST_COMM_F64, DST_COMM_SUM);
+  EXPECT(x == (double)tri(p), "host all-reduce %g want %ld", x, tri(p));
+  float *d = dev(4 * 64);
+  float h[64];
+  for (int i = 0; i < 64; i++) h[i] = (float)(r + i);
+  put(d, h, sizeof h);
+  DstCommReq q = dst_comm_iallreduce(c, d, d, 64, DST_COMM_F32, DST_COMM_SUM);
+  uint64_t mine = 0x0101010101010101ull * (uint64_t)(r + 1), *all = calloc((size_t)p, 8);
+  DstCommReq hq = dst_comm_iallgather(c, &mine, all, 8, DST_COMM_U8);
+  dst_comm_wait(&hq);
+  dst_comm_wait(&q);
+  for (int k = 0; k < p; k++)
+    EXPECT(all[k] == 0x0101010101010101ull * (uint64_t)(k + 1), "host all-gather [%d]=%llx", k,
+           (unsigned long long)all[k]);
+  get(h, d, sizeof h);
+  for (int i = 0; i < 64; i++) EXPECT(h[i] == (float)(tri(p) - p + (long)p * i), "device [%d]=%g", i, h[i]);
+  free(all);
+  CK(cudaFree(d));
+}
+
 /* A group of the even and one of the odd world ranks, and the dp axis of a
  * mesh over the whole world: communicators made after the world's. */
 static void test_groups(DstComm *world) {
@@ -453,6 +479,7 @@ int main(int argc, char **argv) {
   test_p2p(w);
   test_barrier(w);
   test_nonblocking(w);
+  test_host_buffers(w);
   test_groups(w);
 
   int p = dst_comm_world_size();
