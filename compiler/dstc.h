@@ -425,6 +425,8 @@ typedef struct {
   int64_t zero_shard, zero_pbuf, zero_gbuf;
   int zero_units;
   double zero_comm; /* bytes each rank sends per step (ring collectives) */
+  int64_t device_work; /* CUDA: the runtime's buffers inside the workspace
+                          (cuBLASLt's, the norm's); set by the emitter */
 } MemPlan;
 
 MemPlan *memplan_build(IrGraph *g, const Program *prog);

@@ -138,6 +138,9 @@ static void print_zero(Compilation *c, MemPlan *m) {
 static void print_plan(Compilation *c, MemPlan *m) {
   print_summary(c);
   memplan_print(stdout, c->graph, m);
+  if (m->device_work)
+    printf("  (the workspace holds the CUDA runtime's cuBLASLt workspace and norm scratch: %.2f MiB)\n",
+           (double)m->device_work / (1 << 20));
   if (c->prog->par.dp.i > 1 || c->prog->par.zero.i > 0) print_zero(c, m);
 }
 

@@ -348,8 +348,8 @@ static void setup_shards(Trainer *t) {
  * collective. full may be NULL on ranks that do not need the result. */
 static void full_from_shard(Trainer *t, const float *shard, float *full, bool full_on_device) {
   DST_CHECK(t->z2, "internal error: full_from_shard needs ZeRO-2/3 units");
-  if (dev->comm_fence) dev->comm_fence(&t->r);
   float *buf = dev->alloc(t->max_unit_bytes + 4, DST_MEM_OTHER, "gather staging");
+  if (dev->comm_fence) dev->comm_fence(&t->r); /* the shard's writes, the buffer's zeroing */
   for (int u = 0; u < t->m->nbuckets; u++) {
     dst_comm_set_label("checkpoint gather");
     dst_comm_allgather(t->dp, shard + t->ushard[u], buf, (size_t)t->uchunk[u], DST_COMM_F32);
