@@ -1046,7 +1046,8 @@ static float compute(Trainer *t, int64_t step) {
   double loss = 0;
   t->r.training = true;
   t->r.step = step;
-  bool overlap = t->world > 1 && t->m->zero < 2 && t->m->nbuckets > 0;
+  /* without ZeRO, buckets are all-reduced as backward finishes them */
+  bool overlap = t->world > 1 && !t->sharded && t->m->nbuckets > 0;
   t->nreqs = 0;
   for (int64_t k = 0; k < ga; k++) {
     if (k > 0) load_batch(t, t->train);
@@ -1071,6 +1072,13 @@ static float compute(Trainer *t, int64_t step) {
     dst_comm_wait_all(t->reqs, t->nreqs);
   } else if (t->z2) {
     /* reduced unit by unit during the backward passes */
+  } else if (t->sharded) {
+    /* ZeRO-1: each rank needs only its shard's gradients, reduced: a
+     * reduce-scatter in place leaves them at the front of the slab */
+    if (dev->comm_fence) dev->comm_fence(&t->r);
+    dst_comm_set_label("gradients");
+    dst_comm_reduce_scatter(t->dp, g, g, (size_t)t->n, DST_COMM_F32, DST_COMM_SUM);
+    t->comm_bytes += (double)(t->world - 1) * (double)t->n * 4;
   } else if (t->world > 1) {
     /* Gradients of the global mean loss: the mean of the ranks' gradients. */
     if (dev->comm_fence) dev->comm_fence(&t->r);
@@ -1079,18 +1087,23 @@ static float compute(Trainer *t, int64_t step) {
     t->comm_bytes += 2.0 * (double)(t->world - 1) / t->world * (double)n * 4;
   }
   t->comm_sec += dst_now_sec() - c0;
-  /* ZeRO-2/3 hold only their shard reduced; otherwise every rank holds it all */
-  int64_t cnt = t->z2 ? t->n : (int64_t)n;
+  /* with ZeRO a rank holds only its shard reduced; otherwise all of it */
+  int64_t cnt = t->sharded ? t->n : (int64_t)n;
   if (t->world * ga > 1) dev->scale(&t->r, g, 1.0f / (float)(t->world * ga), cnt);
   return (float)dp_mean(t, loss / (double)ga);
 }
 
-/* The global gradient norm: summed over the ranks' shards under ZeRO-2/3
+/* Where this rank's reduced gradients are: with ZeRO only its shard (the
+ * gradient shard at ZeRO-2/3, the front of the slab at ZeRO-1, both
+ * indexed like the moments); otherwise the whole slab. */
+static float *reduced_grads(Trainer *t) { return t->z2 ? t->gshard : (float *)t->r.grads; }
+
+/* The global gradient norm: summed over the ranks' shards under ZeRO
  * (each holds only its own reduced shard; padding and gaps are 0);
  * otherwise every rank holds all the reduced gradients. */
 static double grad_norm(Trainer *t) {
-  if (t->z2) {
-    double sq = dev->norm_sq(&t->r, t->gshard, t->n);
+  if (t->sharded) {
+    double sq = dev->norm_sq(&t->r, reduced_grads(t), t->n);
     dst_comm_allreduce(t->dp, &sq, &sq, 1, DST_COMM_F64, DST_COMM_SUM);
     return sqrt(sq);
   }
@@ -1098,8 +1111,8 @@ static double grad_norm(Trainer *t) {
 }
 
 static void clip_grads(Trainer *t, float coef) {
-  float *g = t->z2 ? t->gshard : (float *)t->r.grads + t->lo;
-  dev->scale(&t->r, g, coef, t->n);
+  int64_t n = t->sharded ? t->n : t->m->params_bytes / 4;
+  dev->scale(&t->r, reduced_grads(t), coef, n);
 }
 
 /* The optimizer step on this rank's shard [lo, lo + n) of the flat slab
@@ -1112,7 +1125,7 @@ static void update(Trainer *t, int64_t step, double lr) {
   /* ZeRO-2/3 update the master shard from the gradient shard; otherwise
    * parameters and gradients are indexed in the slab */
   float *params = t->z2 ? t->pshard : (float *)t->r.params;
-  const float *grads = t->z2 ? t->gshard : (const float *)t->r.grads;
+  const float *grads = reduced_grads(t);
   for (int i = 0; i < m->nparams; i++) {
     const DstParamInfo *p = &m->params[i];
     for (int s = 0; s < t->nsegs; s++) {
@@ -1122,13 +1135,13 @@ static void update(Trainer *t, int64_t step, double lr) {
       if (e > sg->full + sg->n) e = sg->full + sg->n;
       if (b >= e) continue;
       int64_t at = sg->shard + (b - sg->full); /* the moments' index */
-      int64_t pg = t->z2 ? at : b;
+      int64_t pp = t->z2 ? at : b, pg = t->sharded ? at : b;
       float wd = p->decay ? m->weight_decay : 0.0f;
       float *m1 = t->mom1 ? t->mom1 + at : NULL, *m2 = t->mom2 ? t->mom2 + at : NULL;
       if (m->opt == DST_OPT_ADAMW)
-        dev->adamw(&t->r, params + pg, grads + pg, m1, m2, e - b, (float)lr, m->beta1, m->beta2, m->eps, wd, step);
+        dev->adamw(&t->r, params + pp, grads + pg, m1, m2, e - b, (float)lr, m->beta1, m->beta2, m->eps, wd, step);
       else
-        dev->sgd(&t->r, params + pg, grads + pg, m1, e - b, (float)lr, m->momentum, wd, m->nesterov);
+        dev->sgd(&t->r, params + pp, grads + pg, m1, e - b, (float)lr, m->momentum, wd, m->nesterov);
     }
   }
   if (t->z2 && !t->z3) {
@@ -1436,7 +1449,7 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   t.r.work = slab(m->work_bytes, DST_MEM_WORKSPACE, "workspace");
   t.r.ctx = &t;
   if (dev->bind) dev->bind(&t.r);
-  if (t.world > 1 && m->zero < 2 && m->nbuckets > 0) {
+  if (t.world > 1 && !t.sharded && m->nbuckets > 0) {
     t.r.bucket_ready = on_bucket;
     t.reqs = dst_calloc((size_t)m->nbuckets, sizeof(DstCommReq), DST_MEM_OTHER, "bucket requests");
   }
@@ -1501,10 +1514,19 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
     load_batch(&t, t.train);
     float loss = compute(&t, step);
     if (step == 1 && dump_path) {
-      float *g = t.z2 ? dst_calloc(1, (size_t)m->params_bytes, DST_MEM_OTHER, "gradient gather") : (float *)t.r.grads;
-      if (t.z2) full_from_shard(&t, t.gshard, g, false);
+      float *g = t.sharded ? dst_calloc(1, (size_t)m->params_bytes, DST_MEM_OTHER, "gradient gather")
+                           : (float *)t.r.grads;
+      if (t.z2) {
+        full_from_shard(&t, t.gshard, g, false);
+      } else if (t.sharded) { /* ZeRO-1: the shards at the front of every rank's slab */
+        char *d = dev->alloc((size_t)m->params_bytes, DST_MEM_OTHER, "gradient gather");
+        if (dev->comm_fence) dev->comm_fence(&t.r);
+        dst_comm_allgather(t.dp, t.r.grads, d, (size_t)t.n, DST_COMM_F32);
+        dev->download(&t.r, g, d, (size_t)m->params_bytes);
+        dev->free(d, (size_t)m->params_bytes, DST_MEM_OTHER);
+      }
       if (lead) dump_step(&t, dump_path, (const char *)g);
-      if (t.z2) dst_free(g);
+      if (t.sharded) dst_free(g);
     }
     if (!isfinite(loss))
       dst_fatal("step %lld: the loss is %s; stopping (try a lower learning rate or gradient clipping)",

@@ -6,10 +6,13 @@
 # 20 steps (fp32; the sums run in another order; the differences seen are
 # about 1e-7). Also: small buckets and units (many reductions in flight
 # during the backward), and dp = 3, whose shards need padding.
-# A launch that does not match the plan is refused with one message.
-#   tests/dp_equivalence.sh DSTC
+# The gradients --dump writes after the first step are the same under every
+# ZeRO stage (each gathers its shards). A launch that does not match the
+# plan is refused with one message.
+#   tests/dp_equivalence.sh DSTC ST_COMPARE
 set -euo pipefail
 dstc=$1
+st_compare=$2
 here=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -44,6 +47,16 @@ for l in "${layouts[@]}"; do
           exit !(n == steps && worst <= 1e-5) }' "$ref" "$tmp/l$1-$2-$3-$4-$5.log" ||
     { echo "FAIL: batch=$1 dp=$2 grad_accum=$3 zero=$4 bucket_mb=$5 differs from one rank";
       paste "$ref" "$tmp/l$1-$2-$3-$4-$5.log"; exit 1; }
+  passed=$((passed + 1))
+done
+# --dump under ZeRO 1-3 (shards gathered) against ZeRO 0 (every rank holds all)
+for z in 0 1 2 3; do
+  "$dstc" run "$here/examples/gpt.dst" -D batch=4 -D seq=32 -D layers=2 -fdp=2 -fzero=$z -- \
+    --data "$here/tests/data/tiny.txt" --steps 1 --quiet --threads 1 --dump "$tmp/dump$z.st" > "$tmp/out" 2>&1 ||
+    { cat "$tmp/out"; echo "FAIL: --dump under zero=$z"; exit 1; }
+  [[ $z == 0 ]] && continue
+  "$st_compare" --atol 1e-7 --rtol 1e-5 "$tmp/dump$z.st" "$tmp/dump0.st" > "$tmp/cmp" ||
+    { cat "$tmp/cmp"; echo "FAIL: the gradients dumped under zero=$z differ from zero=0"; exit 1; }
   passed=$((passed + 1))
 done
 # The wrong number of ranks: a clear message, non-zero, no hang.
