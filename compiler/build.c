@@ -89,6 +89,7 @@ static bool run_tool(const char **argv, bool verbose) {
 }
 
 bool build_have_cuda(void) { return *DST_NVCC != 0; }
+bool build_have_cuda_runtime(void) { return *DST_RUNTIME_CUDA_LIB != 0; }
 
 /* nvcc -c: the .cu into an object beside the program. */
 static bool compile_cuda(const char *src, const char *obj, bool verbose) {

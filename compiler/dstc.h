@@ -456,6 +456,8 @@ bool build_compile(const char *src, const char *exe, Backend backend, bool verbo
 /* Whether this dstc can build CUDA programs (nvcc was found when dst was
  * configured). */
 bool build_have_cuda(void);
+/* The CUDA runtime library (the CUDA device and NCCL backend) was built. */
+bool build_have_cuda_runtime(void);
 /* Mixes the libraries and flags a program is built with into a hash. */
 uint64_t build_hash_inputs(uint64_t h, Backend backend);
 

@@ -430,6 +430,10 @@ int main(int argc, char **argv) {
   if (be == BACKEND_CUDA && known >= 2 && !build_have_cuda())
     return usage_error("--backend cuda: this dstc was built without CUDA (no nvcc was found when dst was "
                        "configured)%s", "");
+  if (be == BACKEND_CUDA && known >= 2 && !build_have_cuda_runtime())
+    return usage_error("--backend cuda: this dstc was built without its CUDA runtime library, which needs NCCL "
+                       ">= 2.14 (nccl.h and libnccl were not found when dst was configured; install NCCL and "
+                       "configure again)%s", "");
   for (int i = 0; i < ndefines; i++)
     for (int k = 0; k < i; k++)
       if (!strcmp(defines[i].key, defines[k].key)) return usage_error("-D %s is given twice", defines[i].key);
