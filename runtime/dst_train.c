@@ -1437,6 +1437,9 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
     if (!strcmp(dname, "cpu-staged")) dev = &cpu_staged_device;
     else if (strcmp(dname, "cpu"))
       dst_fatal("DST_DEVICE=%s: this program runs on the CPU; DST_DEVICE may be cpu or cpu-staged", dname);
+  } else if (dname && *dname && strcmp(dname, dev->name)) {
+    dst_fatal("DST_DEVICE=%s: this program was built for %s (dstc build --backend); unset DST_DEVICE", dname,
+              dev->name);
   }
   if (dev->init) {
     const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
