@@ -69,7 +69,7 @@ typedef struct {
   const char **ids_what;   /* per flag: the error it reports */
   int nids, ids_max;
   int64_t scratch_work, scratch_bytes; /* kernel scratch (norm and attention backward) */
-  int64_t device_work;                 /* the CUDA runtime's buffers (CUDA_DEVICE_WORK bytes) */
+  int64_t device_work_off;             /* workspace offset of the CUDA runtime's buffers */
 } Emit;
 
 /* How a backward rule writes operand k's gradient. A parameter gradient is
@@ -1532,7 +1532,7 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
      * norm's partial sums and its result, so the plan covers every byte the
      * program takes from the device (the device checks these sizes) */
     m->bytes[MEM_WORKSPACE] = (m->bytes[MEM_WORKSPACE] + 255) / 256 * 256;
-    e.device_work = m->bytes[MEM_WORKSPACE];
+    e.device_work_off = m->bytes[MEM_WORKSPACE];
     m->bytes[MEM_WORKSPACE] += CUDA_DEVICE_WORK;
     m->device_work = CUDA_DEVICE_WORK;
   }
@@ -1721,7 +1721,7 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
     fprintf(dm[DM_BACKEND], "  .backend = %s, .ids_offset = -1, .nids = 0,\n",
             e.cuda ? "DST_BACKEND_CUDA" : "DST_BACKEND_CPU");
   if (e.cuda)
-    fprintf(dm[DM_BACKEND], "  .device_work_offset = %" PRId64 ", .device_work_bytes = %d,\n", e.device_work,
+    fprintf(dm[DM_BACKEND], "  .device_work_offset = %" PRId64 ", .device_work_bytes = %d,\n", e.device_work_off,
             (int)CUDA_DEVICE_WORK);
   else
     fputs("  .device_work_offset = -1,\n", dm[DM_BACKEND]);

@@ -344,22 +344,35 @@ static void setup_shards(Trainer *t) {
   t->r.gunit = dst_calloc((size_t)U, sizeof(char *), DST_MEM_OTHER, "unit pointers");
 }
 
-/* full (the slab layout, every rank's floats) from shard (this rank's);
- * collective. full may be NULL on ranks that do not need the result. */
+/* Before a collective reads or writes memory that device work wrote. */
+static void comm_fence(Trainer *t) {
+  if (dev->comm_fence) dev->comm_fence(&t->r);
+}
+
+/* n bytes of device staging into full (device or host memory). */
+static void staged_to(Trainer *t, float *full, const float *buf, size_t n, bool full_on_device) {
+  if (full_on_device) dev->copy(&t->r, full, buf, n);
+  else dev->download(&t->r, full, buf, n);
+}
+
+/* full (the slab layout, every rank's floats) from shard (this rank's: its
+ * flat part at ZeRO-1, its chunk of every unit at ZeRO-2/3), through device
+ * staging; collective. full may be NULL on ranks that do not need it. */
 static void full_from_shard(Trainer *t, const float *shard, float *full, bool full_on_device) {
-  DST_CHECK(t->z2, "internal error: full_from_shard needs ZeRO-2/3 units");
-  float *buf = dev->alloc(t->max_unit_bytes + 4, DST_MEM_OTHER, "gather staging");
-  if (dev->comm_fence) dev->comm_fence(&t->r); /* the shard's writes, the buffer's zeroing */
-  for (int u = 0; u < t->m->nbuckets; u++) {
-    dst_comm_set_label("checkpoint gather");
-    dst_comm_allgather(t->dp, shard + t->ushard[u], buf, (size_t)t->uchunk[u], DST_COMM_F32);
-    if (!full) continue;
-    float *to = full + t->m->buckets[u].offset / 4;
-    size_t n = (size_t)unit_floats(t, u) * 4;
-    if (full_on_device) dev->copy(&t->r, to, buf, n);
-    else dev->download(&t->r, to, buf, n);
+  size_t bytes = t->z2 ? t->max_unit_bytes + 4 : (size_t)t->m->params_bytes;
+  float *buf = dev->alloc(bytes, DST_MEM_OTHER, "gather staging");
+  comm_fence(t); /* the shard's writes, the buffer's zeroing */
+  dst_comm_set_label("shard gather");
+  if (!t->z2) {
+    dst_comm_allgather(t->dp, shard, buf, (size_t)t->n, DST_COMM_F32);
+    if (full) staged_to(t, full, buf, bytes, full_on_device);
   }
-  dev->free(buf, t->max_unit_bytes + 4, DST_MEM_OTHER);
+  for (int u = 0; t->z2 && u < t->m->nbuckets; u++) {
+    dst_comm_allgather(t->dp, shard + t->ushard[u], buf, (size_t)t->uchunk[u], DST_COMM_F32);
+    if (full)
+      staged_to(t, full + t->m->buckets[u].offset / 4, buf, (size_t)unit_floats(t, u) * 4, full_on_device);
+  }
+  dev->free(buf, bytes, DST_MEM_OTHER);
 }
 
 /* This rank's shard (device memory) of a slab-layout host buffer. */
@@ -377,7 +390,7 @@ static void wait_timed(Trainer *t, DstCommReq *q) {
 static void gather_unit(Trainer *t, int u) {
   t->r.punit[u] = dev->alloc(unit_buf_bytes(t, u), DST_MEM_PARAMS, "gathered parameters");
   t->pheld[u] = true;
-  if (dev->comm_fence) dev->comm_fence(&t->r); /* the buffer's zeroing, the shard's last update */
+  comm_fence(t); /* the buffer's zeroing, the shard's last update */
   dst_comm_set_label("parameter unit");
   t->preq[u] = dst_comm_iallgather(t->dp, t->pshard + t->ushard[u], t->r.punit[u], (size_t)t->uchunk[u],
                                    DST_COMM_F32);
@@ -421,7 +434,7 @@ static void zero_hook(DstRun *r, int kind, int u) {
     break;
   default: { /* DST_ZERO_GRAD_READY */
     float *recv = (t->micro ? t->gstage : t->gshard) + t->ushard[u];
-    if (dev->comm_fence) dev->comm_fence(&t->r);
+    comm_fence(t);
     dst_comm_set_label("gradient unit");
     t->greq[u] = dst_comm_ireduce_scatter(t->dp, t->r.gunit[u], recv, (size_t)t->uchunk[u], DST_COMM_F32,
                                           DST_COMM_SUM);
@@ -1027,7 +1040,7 @@ static void on_bucket(DstRun *r, int k) {
   if (!t->reducing) return;
   const DstBucket *b = &t->m->buckets[k];
   float *p = (float *)(t->r.grads + b->offset);
-  if (dev->comm_fence) dev->comm_fence(&t->r);
+  comm_fence(t);
   dst_comm_set_label("gradient bucket");
   t->reqs[t->nreqs++] = dst_comm_iallreduce(t->dp, p, p, (size_t)b->bytes / 4, DST_COMM_F32, DST_COMM_SUM);
   t->comm_bytes += 2.0 * (double)(t->world - 1) / t->world * (double)b->bytes;
@@ -1075,13 +1088,13 @@ static float compute(Trainer *t, int64_t step) {
   } else if (t->sharded) {
     /* ZeRO-1: each rank needs only its shard's gradients, reduced: a
      * reduce-scatter in place leaves them at the front of the slab */
-    if (dev->comm_fence) dev->comm_fence(&t->r);
+    comm_fence(t);
     dst_comm_set_label("gradients");
     dst_comm_reduce_scatter(t->dp, g, g, (size_t)t->n, DST_COMM_F32, DST_COMM_SUM);
     t->comm_bytes += (double)(t->world - 1) * (double)t->n * 4;
   } else if (t->world > 1) {
     /* Gradients of the global mean loss: the mean of the ranks' gradients. */
-    if (dev->comm_fence) dev->comm_fence(&t->r);
+    comm_fence(t);
     dst_comm_set_label("gradients");
     dst_comm_allreduce(t->dp, g, g, n, DST_COMM_F32, DST_COMM_SUM);
     t->comm_bytes += 2.0 * (double)(t->world - 1) / t->world * (double)n * 4;
@@ -1147,7 +1160,7 @@ static void update(Trainer *t, int64_t step, double lr) {
   if (t->z2 && !t->z3) {
     /* ZeRO-2 keeps every parameter: gather the updated shards unit by unit */
     float *buf = dev->alloc(t->max_unit_bytes, DST_MEM_PARAMS, "parameter gather staging");
-    if (dev->comm_fence) dev->comm_fence(&t->r); /* the updated shard */
+    comm_fence(t); /* the updated shard */
     double c0 = dst_now_sec();
     for (int u = 0; u < m->nbuckets; u++) {
       dst_comm_set_label("parameter unit");
@@ -1159,7 +1172,7 @@ static void update(Trainer *t, int64_t step, double lr) {
     dev->free(buf, t->max_unit_bytes, DST_MEM_PARAMS);
   } else if (t->sharded && !t->z2) {
     dst_comm_set_label("parameters");
-    if (dev->comm_fence) dev->comm_fence(&t->r); /* the updated shard */
+    comm_fence(t); /* the updated shard */
     double c0 = dst_now_sec();
     dst_comm_allgather(t->dp, params + t->lo, params, (size_t)t->n, DST_COMM_F32);
     t->comm_sec += dst_now_sec() - c0;
@@ -1519,15 +1532,7 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
     if (step == 1 && dump_path) {
       float *g = t.sharded ? dst_calloc(1, (size_t)m->params_bytes, DST_MEM_OTHER, "gradient gather")
                            : (float *)t.r.grads;
-      if (t.z2) {
-        full_from_shard(&t, t.gshard, g, false);
-      } else if (t.sharded) { /* ZeRO-1: the shards at the front of every rank's slab */
-        char *d = dev->alloc((size_t)m->params_bytes, DST_MEM_OTHER, "gradient gather");
-        if (dev->comm_fence) dev->comm_fence(&t.r);
-        dst_comm_allgather(t.dp, t.r.grads, d, (size_t)t.n, DST_COMM_F32);
-        dev->download(&t.r, g, d, (size_t)m->params_bytes);
-        dev->free(d, (size_t)m->params_bytes, DST_MEM_OTHER);
-      }
+      if (t.sharded) full_from_shard(&t, reduced_grads(&t), g, false);
       if (lead) dump_step(&t, dump_path, (const char *)g);
       if (t.sharded) dst_free(g);
     }

@@ -11,12 +11,9 @@ st_compare=$(realpath "$2")
 here=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-export LSAN_OPTIONS="suppressions=$here/tests/mpi/lsan.supp:fast_unwind_on_malloc=0:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+source "$here/tests/mpi_env.sh"
 data=$here/tests/data/tiny.txt
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+source "$here/tests/expect.sh"
 args=(-D batch=4 -D seq=32 -D layers=2)
 "$dstc" build "$here/examples/gpt.dst" "${args[@]}" -o "$tmp/b" > /dev/null || { echo "FAIL: build"; exit 1; }
 "$dstc" build "$here/examples/gpt.dst" "${args[@]}" -fdp=2 -o "$tmp/b2" > /dev/null || { echo "FAIL: build dp=2"; exit 1; }

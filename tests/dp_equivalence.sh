@@ -16,9 +16,7 @@ st_compare=$2
 here=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-# Sanitizer builds: Open MPI keeps allocations past MPI_Finalize by design.
-export LSAN_OPTIONS="suppressions=$here/tests/mpi/lsan.supp:fast_unwind_on_malloc=0:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+source "$here/tests/mpi_env.sh"
 steps=20
 # batch dp grad_accum zero bucket_mb; the first of each batch size is the reference
 layouts=("8 1 1 0 25")

@@ -117,7 +117,6 @@ static void cuda_finish(DstRun *r) {
     KC_CHECK(cudaEventDestroy(g.stage_done[i]));
   }
   KC_CHECK(cudaEventDestroy(g.fence));
-  KC_CHECK(cudaStreamSynchronize(g.stream));
   KC_CHECK(cudaStreamDestroy(g.stream));
   const DstModel *model = g.model;
   memset(&g, 0, sizeof g);
