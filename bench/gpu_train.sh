@@ -19,12 +19,13 @@
 #   OUT        keep everything (logs, programs, data) under $OUT/gpu_train;
 #              otherwise a temporary directory, removed after a good run
 #   PRECISION  dst's -fprecision (default bf16; fp32 is used, with a note,
-#              where dstc refuses bf16)
+#              where dstc refuses it)
 #   DST_BATCH  dst's batch (default: the batch of PyTorch's best mode)
 #   MAX_BATCH  where PyTorch's batch search starts (default 64)
 #   PEAK       peak FLOP/s for MFU, e.g. 989e12 (default: from the GPU name)
 #   ACT_BYTES  bytes per activation element in dst's kernels, for the
-#              traffic of memory-bound kernels (default 2 for bf16, else 4)
+#              traffic of memory-bound kernels (default 4: under bf16 only
+#              the matmuls' operands are 16-bit)
 set -euo pipefail
 usage="usage: bench/gpu_train.sh path/to/dstc [steps]"
 [[ $# -ge 1 && $# -le 2 ]] || { echo "$usage" >&2; exit 2; }
@@ -260,7 +261,7 @@ mfu() { [[ $peak == unknown ]] && { echo n/a; return; }; awk -v t="$1" -v f="$fp
   if [[ -n $kcopy ]]; then
     bw=$(field gb_per_s "$kcopy")
     echo "  device copy: $bw GB/s (read + write of $(($(field bytes "$kcopy") >> 20)) MiB): the bandwidth the rows below are shares of"
-    s=${ACT_BYTES:-$([[ $precision == bf16 ]] && echo 2 || echo 4)}
+    s=${ACT_BYTES:-4} # bf16 rounds matmul operands only: the kernels below read and write fp32
     N=$((batch * seq))
     # Least traffic of each kernel kind per step (all instances), with
     # activations of s bytes and fp32 statistics: what it must read and write.
@@ -277,6 +278,7 @@ gelu $((layers * 2 * N * 4 * dim * s)) $layers calls: x read, y written
 gelu.backward $((layers * 3 * N * 4 * dim * s)) $layers calls: x, dy read, dx written
 cross_entropy $((N * vocab * s)) logits read once
 cross_entropy.backward $((2 * N * vocab * s)) logits read, dlogits written
+cast $((6 * (layers * 16 * N * dim + 2 * (12 * layers * dim * dim + vocab * dim) + N * vocab))) bf16 matmul operands (weights twice, activations, gradients): fp32 read, bf16 written
 EOF
     rest=$(prof_rest)
     if [[ -n $rest && -n $torch_params ]]; then

@@ -11,7 +11,9 @@
  *    rule reads (so liveness keeps them, and nothing else, alive), its `out`
  *    the GRADs of the forward node's operands.
  * Backward kernels accumulate (+=), so a value used several times (a
- * residual stream, a tied embedding) sums its contributions in one buffer. */
+ * residual stream, a tied embedding) sums its contributions in one buffer.
+ * A CAST (precision.c) has no BACKWARD: its readers accumulate straight
+ * into the gradient of its operand, which stays fp32. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -149,6 +151,7 @@ void pass_autodiff(IrGraph *g) {
     for (uint32_t k = 0; k < fwd.nin; k++) {
       ValId v = fwd.in[k];
       if (!autodiff_operand_differentiable(&fwd, (int)k) || !rg[v]) continue;
+      while (g->nodes[v].op == OP_CAST) v = g->nodes[v].in[0]; /* a cast's gradient is its operand's */
       if (!grad[v]) {
         grad = grow_ids(grad, &cap, g->n + 1);
         grad[v] = new_grad(g, v, false);
@@ -159,11 +162,27 @@ void pass_autodiff(IrGraph *g) {
     ValId ins[8];
     int nin = 0;
     ins[nin++] = grad[i];
-    for (int k = 0; k < 3; k++)
-      if (sv & (1u << k)) ins[nin++] = fwd.in[k];
+    /* A matmul on 16-bit operands (precision.c) keeps them 16-bit in its
+     * backward: parameters are cast again here (so the forward's copies
+     * die at the forward matmul), and the incoming gradient is rounded
+     * too: the BACKWARD reads that copy first, and the fp32 gradient last
+     * only for a bias (else the fp32 one dies at its cast). */
+    DType lowp = fwd.op == OP_MATMUL ? (DType)g->nodes[fwd.in[0]].dtype : DT_F32;
+    if (lowp != DT_BF16 && lowp != DT_F16) lowp = DT_F32;
+    for (int k = 0; k < 3; k++) {
+      if (!(sv & (1u << k))) continue;
+      ValId x = fwd.in[k];
+      if (lowp != DT_F32 && g->nodes[x].op == OP_CAST && g->nodes[g->nodes[x].in[0]].op == OP_PARAM)
+        x = precision_cast(g, g->nodes[x].in[0], lowp);
+      ins[nin++] = x;
+    }
     if (sv & SAVE_SELF) ins[nin++] = (ValId)i;
     if (sv & SAVE_AUX)
       for (uint32_t k = 0; k < fwd.nout; k++) ins[nin++] = fwd.out[k];
+    if (lowp != DT_F32) { /* the GEMMs read the rounded gradient; only a bias needs the fp32 one */
+      if (fwd.nin == 3) ins[nin++] = grad[i];
+      ins[0] = precision_cast(g, grad[i], lowp);
+    }
     IrNode b;
     memset(&b, 0, sizeof b);
     b.op = OP_BACKWARD;

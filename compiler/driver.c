@@ -38,6 +38,12 @@ static bool pass_fuse_run(Compilation *c) {
   return true;
 }
 
+static bool pass_precision_run(Compilation *c) {
+  DType dt;
+  if (c->graph && precision_from_name(c->prog->par.precision.s, &dt)) pass_precision(c->graph, dt);
+  return true;
+}
+
 static bool pass_autodiff_run(Compilation *c) {
   if (c->graph) pass_autodiff(c->graph);
   return true;
@@ -55,6 +61,7 @@ static const Pass pipeline[] = {
     {"sema", pass_sema, false},
     {"lower", pass_lower, true},
     {"simplify", pass_simplify_run, true},
+    {"precision", pass_precision_run, true},
     {"autodiff", pass_autodiff_run, true},
     {"fuse", pass_fuse_run, true},
 };
@@ -66,7 +73,7 @@ bool driver_pass_exists(const char *name) {
   return false;
 }
 
-const char *driver_pass_list(void) { return "sema, lower, simplify, autodiff, fuse"; }
+const char *driver_pass_list(void) { return "sema, lower, simplify, precision, autodiff, fuse"; }
 
 int compile_file(Compilation *c) {
   for (int i = 0; i < NPASSES; i++) {

@@ -390,6 +390,16 @@ int shape_format(char *buf, size_t sz, const int64_t *shape, int ndim);
 /* Folds transposes and bias adds into matmuls; marks dead values. */
 void pass_simplify(IrGraph *g);
 
+/* ---------------------------------------------------------------- precision.c */
+
+/* "fp32", "bf16", "fp16" -> the compute dtype; false for anything else. */
+bool precision_from_name(const char *s, DType *out);
+/* With a 16-bit dt, gives every forward matmul 16-bit operands: CAST nodes
+ * inserted before it (renumbering the graph). Runs before autodiff. */
+void pass_precision(IrGraph *g, DType dt);
+/* Appends a CAST of x to dt (sharing x's location and layer path). */
+ValId precision_cast(IrGraph *g, ValId x, DType dt);
+
 /* ---------------------------------------------------------------- autodiff.c */
 
 /* Appends the backward graph: AUX values for what forward ops save, GRAD

@@ -70,6 +70,7 @@ typedef struct {
   int nids, ids_max;
   int64_t scratch_work, scratch_bytes; /* kernel scratch (norm and attention backward) */
   int64_t device_work_off;             /* workspace offset of the CUDA runtime's buffers */
+  int64_t lowp_work;       /* C backend: workspace offset where 16-bit GEMM operands are widened */
 } Emit;
 
 /* How a backward rule writes operand k's gradient. A parameter gradient is
@@ -142,7 +143,8 @@ static const char *P(Emit *e, ValId v) {
     snprintf(b, 64, "%s(%d, %" PRId64 ")", grad ? "GU" : "PU", u, off - e->buckets[u][0]);
     return b;
   }
-  snprintf(b, 64, "%s(%s, %" PRId64 ")", n->dtype == DT_I32 ? "I" : "F", s, off);
+  const char *mac = n->dtype == DT_I32 ? "I" : n->dtype == DT_BF16 || n->dtype == DT_F16 ? "H" : "F";
+  snprintf(b, 64, "%s(%s, %" PRId64 ")", mac, s, off);
   return b;
 }
 
@@ -576,6 +578,46 @@ static bool mm_shape(Emit *e, const IrNode *n, MatmulShape *s) {
   return true;
 }
 
+/* The 16-bit type of a GEMM's operands (precision.c), or DT_F32. */
+static DType lowp_of(const IrNode *x) { return x->dtype == DT_BF16 || x->dtype == DT_F16 ? (DType)x->dtype : DT_F32; }
+
+/* CUDA: declares and fills "KcMatmul mm_" (operands of type dt, an fp32
+ * out, fp32 accumulation), inside a block the caller opened. */
+static void emit_kc_matmul(Emit *e, DType dt, const char *c, const char *a, const char *b, int64_t M, int64_t K,
+                           int64_t N, bool ta, bool tb, const char *beta, int64_t batch, int64_t sc, int64_t sa,
+                           int64_t sb) {
+  fprintf(e->f,
+          "    KcMatmul mm_;\n    memset(&mm_, 0, sizeof mm_);\n"
+          "    mm_.out = %s; mm_.a = %s; mm_.b = %s;\n"
+          "    mm_.out_type = KC_DT_F32; mm_.ab_type = %s; mm_.compute = KC_COMPUTE_F32;\n"
+          "    mm_.M = %" PRId64 "; mm_.K = %" PRId64 "; mm_.N = %" PRId64 "; mm_.trans_a = %s; mm_.trans_b = %s;\n"
+          "    mm_.alpha = 1.0f; mm_.beta = %s; mm_.batch = %" PRId64 ";\n"
+          "    mm_.stride_out = %" PRId64 "; mm_.stride_a = %" PRId64 "; mm_.stride_b = %" PRId64 ";\n",
+          c, a, b, dt == DT_BF16 ? "KC_DT_BF16" : dt == DT_F16 ? "KC_DT_F16" : "KC_DT_F32", M, K, N,
+          ta ? "true" : "false", tb ? "true" : "false", beta, batch, sc, sa, sb);
+}
+
+/* A GEMM on 16-bit operands a (na elements) and b (nb) with an fp32 c and
+ * fp32 accumulation: cuBLASLt's mixed GEMM on CUDA; on the CPU the operands
+ * are widened into the workspace and multiplied in fp32 (exact products). */
+static void emit_gemm_lowp(Emit *e, DType dt, const MatmulShape *s, const char *c, const char *a, int64_t na,
+                           const char *b, int64_t nb, int64_t M, int64_t K, int64_t N, bool ta, bool tb,
+                           WriteMode w, int64_t sc, int64_t sa, int64_t sb, bool batched) {
+  int64_t batch = batched ? s->batch : 1;
+  if (!batched) sc = sa = sb = 0;
+  if (e->cuda) {
+    fputs("  {\n", e->f);
+    emit_kc_matmul(e, dt, c, a, b, M, K, N, ta, tb, beta_of(w), batch, sc, sa, sb);
+    fputs("    CHECK_KC(kc_matmul_ex(BLAS, &mm_, STREAM));\n  }\n", e->f);
+    return;
+  }
+  fprintf(e->f,
+          "  k_matmul_lowp(%s, %" PRId64 ", %s, %s, %" PRId64 ", %s, %" PRId64 ", %" PRId64 ", %" PRId64
+          ", %" PRId64 ", %s, %s, %s, %" PRId64 ", %" PRId64 ", %" PRId64 ", W(%" PRId64 "));\n",
+          dt == DT_BF16 ? "K_DT_BF16" : "K_DT_F16", batch, c, a, na, b, nb, M, K, N, ta ? "true" : "false",
+          tb ? "true" : "false", beta_of(w), sc, sa, sb, e->lowp_work);
+}
+
 static void emit_gemm(Emit *e, const MatmulShape *s, const char *c, const char *a, const char *b, int64_t M,
                       int64_t K, int64_t N, bool ta, bool tb, WriteMode w, int64_t sc, int64_t sa, int64_t sb,
                       bool batched) {
@@ -601,6 +643,21 @@ static void emit_matmul(Emit *e, ValId id) {
     return;
   }
   bool bias = n->nin == 3;
+  DType dt = lowp_of(N(e, n->in[0]));
+  if (bias && e->cuda && s.flat) {
+    /* cuBLASLt's bias epilogue; where it has no algorithm for the case,
+     * the broadcast bias and an accumulating GEMM */
+    fputs("  {\n", e->f);
+    emit_kc_matmul(e, dt, P(e, id), P(e, n->in[0]), P(e, n->in[1]), s.M, s.K, s.N, s.ta, s.tb, "0.0f", 1, 0, 0, 0);
+    fprintf(e->f, "    mm_.epilogue = KC_EPI_BIAS; mm_.bias = %s;\n", P(e, n->in[2]));
+    fputs("    int st_ = kc_matmul_ex(BLAS, &mm_, STREAM);\n    if (st_ == KC_ERR_UNSUPPORTED) {\n", e->f);
+    loop_open(e, numel(n), s.N);
+    fprintf(e->f, "        %s[o * in + j] = %s[j];\n", P(e, id), P(e, n->in[2]));
+    loop_close(e);
+    fputs("      mm_.epilogue = KC_EPI_NONE;\n      mm_.beta = 1.0f;\n"
+          "      st_ = kc_matmul_ex(BLAS, &mm_, STREAM);\n    }\n    CHECK_KC(st_);\n  }\n", e->f);
+    return;
+  }
   if (bias && e->cuda) {
     loop_open(e, numel(n), s.N);
     fprintf(e->f, "        %s[o * in + j] = %s[j];\n", P(e, id), P(e, n->in[2]));
@@ -610,8 +667,12 @@ static void emit_matmul(Emit *e, ValId id) {
     fprintf(e->f, "  for (int64_t row = 0; row < %" PRId64 "; row++) memcpy(%s + row * %" PRId64 ", %s, %" PRId64 ");\n",
             numel(n) / s.N, P(e, id), s.N, P(e, n->in[2]), s.N * 4);
   }
-  emit_gemm(e, &s, P(e, id), P(e, n->in[0]), P(e, n->in[1]), s.M, s.K, s.N, s.ta, s.tb, bias ? W_ADD : W_SET, s.sc,
-            s.sa, s.sb, !s.flat);
+  if (dt != DT_F32)
+    emit_gemm_lowp(e, dt, &s, P(e, id), P(e, n->in[0]), numel(N(e, n->in[0])), P(e, n->in[1]),
+                   numel(N(e, n->in[1])), s.M, s.K, s.N, s.ta, s.tb, bias ? W_ADD : W_SET, s.sc, s.sa, s.sb, !s.flat);
+  else
+    emit_gemm(e, &s, P(e, id), P(e, n->in[0]), P(e, n->in[1]), s.M, s.K, s.N, s.ta, s.tb, bias ? W_ADD : W_SET,
+              s.sc, s.sa, s.sb, !s.flat);
 }
 
 static void emit_matmul_backward(Emit *e, ValId bid, const IrNode *bw) {
@@ -619,10 +680,37 @@ static void emit_matmul_backward(Emit *e, ValId bid, const IrNode *bw) {
   const IrNode *n = N(e, fid);
   MatmulShape s;
   mm_shape(e, n, &s);
-  const char *g = P(e, bw->in[0]);
-  const char *A = P(e, n->in[0]), *B = P(e, n->in[1]);
+  /* the operands as the backward reads them: the forward's, or (16-bit)
+   * parameters cast again; 16-bit GEMMs read the rounded gradient (first
+   * operand) and the bias the fp32 one (then the last) */
+  DType dt = lowp_of(N(e, bw->in[1]));
+  const char *g = P(e, dt != DT_F32 && n->nin == 3 ? bw->in[bw->nin - 1] : bw->in[0]);
+  const char *A = P(e, bw->in[1]), *B = P(e, bw->in[2]);
   ValId ga = bw->out[0], gb = bw->out[1];
   bool batched = !s.flat;
+  if (dt != DT_F32) {
+    const char *g16 = P(e, bw->in[0]);
+    int64_t nA = numel(N(e, bw->in[1])), nB = numel(N(e, bw->in[2])), nC = numel(n);
+    if (ga) {
+      WriteMode acc = ow(e, bid, 0);
+      if (!s.ta)
+        emit_gemm_lowp(e, dt, &s, P(e, ga), g16, nC, B, nB, s.M, s.N, s.K, false, !s.tb, acc, s.sa, s.sc, s.sb,
+                       batched);
+      else
+        emit_gemm_lowp(e, dt, &s, P(e, ga), B, nB, g16, nC, s.K, s.N, s.M, s.tb, true, acc, s.sa, s.sb, s.sc,
+                       batched);
+    }
+    if (gb) {
+      WriteMode acc = ow(e, bid, 1);
+      if (!s.tb)
+        emit_gemm_lowp(e, dt, &s, P(e, gb), A, nA, g16, nC, s.K, s.M, s.N, !s.ta, false, acc, s.sb, s.sa, s.sc,
+                       batched);
+      else
+        emit_gemm_lowp(e, dt, &s, P(e, gb), g16, nC, A, nA, s.N, s.M, s.K, true, s.ta, acc, s.sb, s.sc, s.sa,
+                       batched);
+    }
+    ga = gb = 0;
+  }
   /* A shared operand (stride 0) receives the sum over the batch: the
    * batched kernel reduces when its output stride is 0. */
   if (ga) {
@@ -751,6 +839,15 @@ static void emit_forward_node(Emit *e, ValId id) {
     fprintf(f, "  for (int32_t i = 0; i < %" PRId64 "; i++) %s[i] = i;\n", numel(n), P(e, id));
     break;
   case OP_MATMUL: emit_matmul(e, id); break;
+  case OP_CAST:
+    if (e->cuda)
+      fprintf(f, "  kc_cast_f32_to_%s(%s, %s, %" PRId64 ", STREAM);\n", n->dtype == DT_BF16 ? "bf16" : "f16", P(e, id),
+              P(e, n->in[0]), numel(n));
+    else
+      fprintf(f, "  k_cast_from_f32(%s, %s, %s, %" PRId64 ");\n", n->dtype == DT_BF16 ? "K_DT_BF16" : "K_DT_F16",
+              P(e, id), P(e, n->in[0]), numel(n));
+    if (x->dtype != DT_F32) unsupported(e, n, "a cast from a 16-bit value");
+    break;
   case OP_TRANSPOSE: emit_transpose(e, id, false, 0, 0); break;
   case OP_SLICE:
     emit_slice_copy(e, x, n->iattr[0], n->iattr[1], n->iattr[2] - n->iattr[1], P(e, id), P(e, n->in[0]), false,
@@ -1414,6 +1511,7 @@ static const char c_prelude[] =
     "#include \"k_cpu.h\"\n\n"
     "#define F(slab, off) ((float *)(r->slab + (off)))\n"
     "#define I(slab, off) ((int32_t *)(r->slab + (off)))\n"
+    "#define H(slab, off) ((uint16_t *)(r->slab + (off)))\n"
     "#define W(off) ((float *)(r->work + (off)))\n"
     "#define PU(u, off) ((float *)(r->punit[u] + (off)))\n"
     "#define GU(u, off) ((float *)(r->gunit[u] + (off)))\n"
@@ -1439,6 +1537,7 @@ static const char cuda_prelude[] =
     "#include \"k_cuda.h\"\n\n"
     "#define F(slab, off) ((float *)(r->slab + (off)))\n"
     "#define I(slab, off) ((int32_t *)(r->slab + (off)))\n"
+    "#define H(slab, off) ((uint16_t *)(r->slab + (off)))\n"
     "#define W(off) ((float *)(r->work + (off)))\n"
     "#define PU(u, off) ((float *)(r->punit[u] + (off)))\n"
     "#define GU(u, off) ((float *)(r->gunit[u] + (off)))\n"
@@ -1512,6 +1611,18 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
     }
   e.ce_work = m->bytes[MEM_WORKSPACE];
   m->bytes[MEM_WORKSPACE] += 2 * ((ce_rows * 4 + 63) / 64) * 64;
+  /* C backend: fp32 room for the operands of the largest 16-bit GEMM
+   * (forward: A and B; backward: the gradient with either) */
+  int64_t lowp = 0;
+  for (int i = 1; !e.cuda && i <= g->nforward; i++) {
+    const IrNode *n = &g->nodes[i];
+    if (n->op != OP_MATMUL || n->dead || lowp_of(&g->nodes[n->in[0]]) == DT_F32) continue;
+    int64_t a = ir_numel(&g->nodes[n->in[0]]), b = ir_numel(&g->nodes[n->in[1]]), c = ir_numel(n);
+    int64_t need = a + b > c + a ? (a + b > c + b ? a + b : c + b) : (c + a > c + b ? c + a : c + b);
+    if (need > lowp) lowp = need;
+  }
+  e.lowp_work = m->bytes[MEM_WORKSPACE];
+  m->bytes[MEM_WORKSPACE] += (lowp * 4 + 63) / 64 * 64;
 
   /* CUDA: the id-check flags (one per checking call in forward) and the
    * kernel scratch, after the cross-entropy rows. */
@@ -1592,7 +1703,7 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
     const IrNode *n = &g->nodes[i];
     if (i <= g->nforward) ch[i] = capture(&e, (ValId)i, n->op);
     else if (n->op == OP_BACKWARD) ch[i] = capture(&e, (ValId)i, OP__COUNT + g->nodes[n->iattr[0]].op);
-    else if (n->op == OP_GRAD) ch[i] = capture(&e, (ValId)i, OP_GRAD);
+    else ch[i] = capture(&e, (ValId)i, n->op); /* GRAD, CAST (AUX: no code) */
   }
   ZeroSched zs = {0}, *z = NULL;
   if (e.zgrads) {
@@ -1679,6 +1790,8 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
   emit_string(dm[DM_NAME], p->model->name);
   fputs(",\n  .source = ", dm[DM_NAME]);
   emit_string(dm[DM_NAME], source_name);
+  fputs(",\n  .precision = ", dm[DM_NAME]);
+  emit_string(dm[DM_NAME], p->par.precision.s);
   fputs(",\n", dm[DM_NAME]);
   fprintf(dm[DM_SLABS], "  .params_bytes = %" PRId64 ", .arena_bytes = %" PRId64 ", .data_bytes = %" PRId64
                         ", .work_bytes = %" PRId64 ", .optstate_bytes = %" PRId64 ",\n",

@@ -24,7 +24,7 @@ static const char usage_text[] =
     "  -f<KEY>=<VALUE>      set a parallel key (overrides the file), e.g. -fdp=8 -fzero=2\n"
     "  -v, --verbose        print a summary of each checked model\n"
     "  --dump-ast           print the syntax tree of every loaded file\n"
-    "  --dump-ir=PASS       print the IR after PASS (lower, simplify, autodiff, fuse)\n"
+    "  --dump-ir=PASS       print the IR after PASS (lower, simplify, precision, autodiff, fuse)\n"
     "  -Werror              treat warnings as errors\n"
     "  -o DIR               output directory of 'build'\n"
     "  --backend cpu|cuda   what the program of 'build' and 'run' runs on (default cpu);\n"
@@ -174,7 +174,7 @@ static bool check_backend_support(Compilation *c) {
   } rules[] = {
       {"tp", pc->tp.i != 1}, {"pp", pc->pp.i != 1}, {"ep", pc->ep.i != 1},
       {"micro_batches", pc->micro_batches.i != 1},
-      {"precision", strcmp(pc->precision.s, "fp32") != 0},
+      {"precision", !strcmp(pc->precision.s, "fp16")}, /* needs dynamic loss scaling */
       {"loss_scale", strcmp(pc->loss_scale.s, "auto") && strcmp(pc->loss_scale.s, "none")},
       {"offload_optimizer", strcmp(pc->offload_optimizer.s, "none") != 0},
       {"offload_params", strcmp(pc->offload_params.s, "none") != 0},
@@ -411,7 +411,7 @@ int main(int argc, char **argv) {
     } else if (!strncmp(a, "--dump-ir=", 10)) {
       dump_ir = a + 10;
       if (!driver_pass_exists(dump_ir))
-        return usage_error("--dump-ir: unknown pass '%s' (passes: lower, simplify, autodiff, fuse)", dump_ir);
+        return usage_error("--dump-ir: unknown pass '%s' (passes: lower, simplify, precision, autodiff, fuse)", dump_ir);
     } else if (!strcmp(a, "-Werror")) {
       werror = true;
     } else if (!strncmp(a, "--color=", 8)) {

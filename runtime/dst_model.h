@@ -92,6 +92,7 @@ typedef struct {
 
 typedef struct {
   const char *name, *source;
+  const char *precision; /* "fp32" or "bf16": the matmuls' operands */
   int64_t params_bytes; /* the whole parameter slab (every offset is into it) */
   int64_t arena_bytes, data_bytes, work_bytes, optstate_bytes; /* optstate: per rank */
   const DstParamInfo *params;

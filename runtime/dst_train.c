@@ -1499,6 +1499,10 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   if (o.check_grads) {
     if (t.world > 1) dst_fatal("--check-grads runs on one rank; build the model with dp = 1");
     if (!dev->host) dst_fatal("--check-grads runs on the CPU backend; build the model without --backend cuda");
+    if (m->precision && strcmp(m->precision, "fp32"))
+      dst_fatal("--check-grads needs fp32: this program rounds its matmul operands to %s, which hides the small "
+                "changes finite differences measure; build the model with -fprecision=fp32",
+                m->precision);
     int bad = check_grads(&t);
     trainer_free(&t);
     dst_mesh_free(t.mesh);
@@ -1510,9 +1514,11 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   if (o.loss_log && !(losslog = fopen(o.loss_log, "w"))) dst_fatal("cannot write %s", o.loss_log);
   int64_t tokens = (int64_t)t.B * t.T;
   if (lead)
-    printf("model %s: %lld parameters, %lld x %d tokens per step%s, %lld steps\n", m->name,
+    printf("model %s: %lld parameters, %lld x %d tokens per step%s, %lld steps%s%s\n", m->name,
            (long long)m->param_count, (long long)t.B * t.world * (m->grad_accum > 0 ? m->grad_accum : 1), t.T,
-           t.world > 1 || m->grad_accum > 1 ? " (over ranks and micro-steps)" : "", (long long)o.steps);
+           t.world > 1 || m->grad_accum > 1 ? " (over ranks and micro-steps)" : "", (long long)o.steps,
+           m->precision && strcmp(m->precision, "fp32") ? ", matmuls in " : "",
+           m->precision && strcmp(m->precision, "fp32") ? m->precision : "");
   if (!o.quiet)
     printf("data %s: %llu tokens, unigram entropy %.4f nats/token\n", o.data, (unsigned long long)t.train->ntokens,
            unigram_entropy(t.train));

@@ -24,13 +24,15 @@ launch() { # np binary args...
   if [[ $np == 1 ]]; then "$@"; else mpirun -np "$np" "$@"; fi
 }
 
-# dp grad_accum zero batch
-for l in "1 1 0 4" "1 2 0 4" "2 1 0 4" "2 1 1 4" "2 1 2 4" "2 2 2 4" "2 1 3 4" "2 2 3 4" "3 1 3 6"; do
+# dp grad_accum zero batch [precision]
+for l in "1 1 0 4" "1 2 0 4" "2 1 0 4" "2 1 1 4" "2 1 2 4" "2 2 2 4" "2 1 3 4" "2 2 3 4" "3 1 3 6" "1 1 0 4 bf16" \
+  "2 1 3 4 bf16"; do
   set -- $l
-  name="dp=$1 grad_accum=$2 zero=$3"
-  b=b-$1-$2-$3
+  prec=${5:-fp32}
+  name="dp=$1 grad_accum=$2 zero=$3 $prec"
+  b=b-$1-$2-$3-$prec
   "$dstc" build "$here/examples/gpt.dst" -D batch=$4 -D seq=32 -D layers=2 -fdp=$1 -fgrad_accum=$2 -fzero=$3 \
-    -o $b > /dev/null || { bad "$name: build"; continue; }
+    -fprecision=$prec -o $b > /dev/null || { bad "$name: build"; continue; }
   common=(--data "$data" --steps 6 --threads 1 --quiet --save-every 3 --keep 2)
   launch $1 $b/gpt "${common[@]}" --checkpoint-dir $b.cpu --loss-log $b.cpu.log --save $b.cpu.st > $b.cpu.out 2>&1 ||
     { cat $b.cpu.out; bad "$name: CPU device run failed"; continue; }
@@ -52,7 +54,7 @@ for l in "1 1 0 4" "1 2 0 4" "2 1 0 4" "2 1 1 4" "2 1 2 4" "2 2 2 4" "2 1 3 4" "
 done
 
 # A device this program does not have is refused.
-if out=$(DST_DEVICE=gpu b-1-1-0/gpt --data "$data" --steps 1 2>&1); then bad "DST_DEVICE=gpu accepted"
+if out=$(DST_DEVICE=gpu b-1-1-0-fp32/gpt --data "$data" --steps 1 2>&1); then bad "DST_DEVICE=gpu accepted"
 elif grep -q "DST_DEVICE=gpu: this program runs on the CPU" <<< "$out"; then ok; else bad "unexpected message: $out"; fi
 
 echo "staged device: $pass passed, $fail failed"

@@ -73,6 +73,28 @@ void k_matmul_batched(int64_t batch, float *out, const float *a, const float *b,
 void k_matmul_backward(float *da, float *db, const float *dout, const float *a, const float *b,
                        int64_t M, int64_t K, int64_t N);
 
+/* ------------------------------------------------------ 16-bit types */
+
+/* bf16 and fp16 values are stored as their 16-bit patterns (uint16_t) and
+ * computed in fp32. Conversions from fp32 round to nearest even; NaN stays
+ * NaN; fp16 overflows to infinity past 65504 and keeps subnormals. */
+typedef enum { K_DT_F32 = 0, K_DT_BF16 = 1, K_DT_F16 = 2 } KDtype;
+uint16_t k_f32_to_bf16(float f);
+float k_bf16_to_f32(uint16_t h);
+uint16_t k_f32_to_f16(float f);
+float k_f16_to_f32(uint16_t h);
+/* out (n) = x rounded to dt (K_DT_BF16 or K_DT_F16), and back. */
+void k_cast_from_f32(KDtype dt, uint16_t *out, const float *x, int64_t n);
+void k_cast_to_f32(KDtype dt, float *out, const uint16_t *x, int64_t n);
+
+/* k_matmul_batched (k_matmul when batch <= 1) on operands of 16-bit type
+ * dt with an fp32 out: a holds na elements and b nb (every element the
+ * strides reach). work is fp32 scratch of na + nb elements: the operands
+ * are widened there (exactly) and multiplied in fp32. */
+void k_matmul_lowp(KDtype dt, int64_t batch, float *out, const uint16_t *a, int64_t na, const uint16_t *b,
+                   int64_t nb, int64_t M, int64_t K, int64_t N, bool trans_a, bool trans_b, float beta,
+                   int64_t stride_out, int64_t stride_a, int64_t stride_b, float *work);
+
 /* --------------------------------------------------------- elementwise */
 
 void k_fill(float *x, float value, int64_t n);            /* x[i] = value */

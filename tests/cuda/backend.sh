@@ -6,7 +6,9 @@
 #                                      settings CUDA programs cannot run are
 #                                      refused
 #   tests/cuda/backend.sh DSTC run     a CUDA program trains: 50 steps match
-#                                      the CPU backend's, checkpoints resume
+#                                      the CPU backend's fp32 run (in fp32,
+#                                      and in bf16 within bf16's tolerance),
+#                                      checkpoints resume
 #                                      (also on the CPU); with 2 GPUs, dp=2
 #                                      under ZeRO 0-3 over NCCL; exits 77
 #                                      (CTest: skipped) where no GPU is found
@@ -44,7 +46,12 @@ build)
   expect zero3-units 0 'LAUNCH_UNITS\(node[0-9_]*, [0-9]*, r->punit\[' -- grep -E 'LAUNCH_(COLS_)?UNITS' "$tmp/z3/gpt.cu"
   expect zero3-hooks 0 'DST_ZERO_NEED' -- grep -F 'r->zero_hook(r, DST_ZERO_NEED' "$tmp/z3/gpt.cu"
   expect llama-zero3 0 'built .*/llama$' -- "$dstc" "${llama[@]}" -fdp=2 -fzero=3 -o "$tmp/l3"
-  expect bf16 1 'precision = bf16 is checked' -- "$dstc" "${gpt[@]}" -fprecision=bf16 -o "$tmp/b"
+  # bf16: casts and cuBLASLt's mixed GEMMs (bf16 operands, fp32 results)
+  expect bf16 0 'built .*/gpt$' -- "$dstc" "${gpt[@]}" -fprecision=bf16 -o "$tmp/b"
+  expect bf16-gemm 0 'ab_type = KC_DT_BF16' -- grep -F 'mm_.ab_type = KC_DT_BF16' "$tmp/b/gpt.cu"
+  expect bf16-cast 0 'kc_cast_f32_to_bf16' -- grep -F 'kc_cast_f32_to_bf16(H(' "$tmp/b/gpt.cu"
+  expect bf16-llama-zero3 0 'built .*/llama$' -- "$dstc" "${llama[@]}" -fprecision=bf16 -fdp=2 -fzero=3 -o "$tmp/lb"
+  expect fp16 1 'precision = fp16 is checked' -- "$dstc" "${gpt[@]}" -fprecision=fp16 -o "$tmp/h"
   echo "backend.sh build: $pass passed, $fail failed"
   ;;
 run)
@@ -62,6 +69,12 @@ run)
   expect train-gpu 0 'memory: planned ([0-9]*) bytes.*allocated \1 bytes' -- \
     "$tmp/g/gpt" --data "$here/tests/data/tiny.txt" --steps 50 --loss-log "$tmp/gpu.log"
   expect losses 0 'worst relative difference' -- close "$tmp/cpu.log" "$tmp/gpu.log" 50 2e-3
+  # bf16 on the GPU against the CPU backend's fp32 run, within bf16's
+  # tolerance (the CPU's own bf16 run stays within 6e-4 of it)
+  expect build-bf16 0 'built .*/gpt$' -- "$dstc" "${gpt[@]}" -fprecision=bf16 -o "$tmp/gb"
+  expect train-bf16 0 'memory: planned ([0-9]*) bytes.*allocated \1 bytes' -- \
+    "$tmp/gb/gpt" --data "$here/tests/data/tiny.txt" --steps 50 --loss-log "$tmp/gpu-bf16.log"
+  expect losses-bf16 0 'worst relative difference' -- close "$tmp/cpu.log" "$tmp/gpu-bf16.log" 50 5e-3
   # checkpoints: a GPU run resumes bit for bit, and its checkpoint loads on the CPU
   expect ckpt 0 'done: loss' -- "$tmp/g/gpt" --data "$here/tests/data/tiny.txt" --steps 10 --save-every 5 \
     --checkpoint-dir "$tmp/ck" --loss-log "$tmp/full.log"

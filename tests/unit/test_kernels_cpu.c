@@ -1127,6 +1127,110 @@ START_TEST(test_determinism_threads) {
 }
 END_TEST
 
+/* --------------------------------------------------------------- casts */
+
+/* bf16 is the top half of an fp32: the reference rounds in double. */
+static uint16_t ref_bf16(float f) {
+  if (isnan(f)) return 0; /* checked separately */
+  double lo, hi, x = f;
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  uint32_t t = u & 0xffff0000u, t2 = t + 0x10000u;
+  float flo, fhi;
+  memcpy(&flo, &t, 4);
+  memcpy(&fhi, &t2, 4);
+  lo = flo, hi = fhi; /* |lo| <= |x| < |hi| (same sign) */
+  if (isinf(fhi)) hi = copysign(0x1p128, x); /* rounding up past the largest: infinity */
+  double dl = fabs(x - lo), dh = fabs(hi - x);
+  if (dl < dh || (dl == dh && !((t >> 16) & 1))) return (uint16_t)(t >> 16);
+  return (uint16_t)(t2 >> 16);
+}
+
+START_TEST(test_casts) {
+  /* Every fp16 and bf16 pattern reads back to itself, through fp32. */
+  for (uint32_t h = 0; h < 65536; h++) {
+    float f = k_f16_to_f32((uint16_t)h);
+    if (isnan(f)) continue;
+    ck_assert_msg(k_f32_to_f16(f) == h, "fp16 %04x -> %a -> %04x", h, f, k_f32_to_f16(f));
+    uint16_t h16 = (uint16_t)h;
+    _Float16 hf;
+    memcpy(&hf, &h16, 2);
+    ck_assert_msg((float)hf == f, "fp16 %04x widens to %a", h, f);
+    float b = k_bf16_to_f32((uint16_t)h);
+    if (!isnan(b)) ck_assert_msg(k_f32_to_bf16(b) == h, "bf16 %04x", h);
+  }
+  /* Random floats over the whole exponent range, both types, against
+   * rounding references: the compiler's _Float16 and a double-rounding bf16. */
+  for (int i = 0; i < 200000; i++) {
+    uint32_t u = (uint32_t)(urand() * 4294967296.0);
+    float f;
+    memcpy(&f, &u, 4);
+    if (i % 2) f = (float)((urand() - 0.5) * 140000.0); /* around fp16's range */
+    if (isnan(f)) continue;
+    _Float16 want = (_Float16)f;
+    uint16_t wbits;
+    memcpy(&wbits, &want, 2);
+    ck_assert_msg(k_f32_to_f16(f) == wbits, "fp16 of %a: %04x, want %04x", f, k_f32_to_f16(f), wbits);
+    ck_assert_msg(k_f32_to_bf16(f) == ref_bf16(f), "bf16 of %a: %04x, want %04x", f, k_f32_to_bf16(f),
+                  ref_bf16(f));
+  }
+  /* Ties go to even; overflow and NaN. */
+  ck_assert_uint_eq(k_f32_to_bf16(1.00390625f), 0x3f80);    /* halfway, even below */
+  ck_assert_uint_eq(k_f32_to_bf16(1.01171875f), 0x3f82);    /* halfway, odd below: up */
+  ck_assert_uint_eq(k_f32_to_f16(65504.0f), 0x7bff);
+  ck_assert_uint_eq(k_f32_to_f16(65520.0f), 0x7c00);        /* halfway to 2^16: infinity */
+  ck_assert_uint_eq(k_f32_to_f16(-1e10f), 0xfc00);
+  ck_assert_uint_eq(k_f32_to_f16(0x1p-25f), 0x0000);        /* halfway to the least subnormal */
+  ck_assert_uint_eq(k_f32_to_f16(0x1.8p-25f), 0x0001);
+  ck_assert(isnan(k_bf16_to_f32(k_f32_to_bf16(NAN))));
+  ck_assert(isnan(k_f16_to_f32(k_f32_to_f16(-NAN))));
+  ck_assert(isinf(k_bf16_to_f32(k_f32_to_bf16(INFINITY))));
+  /* The array forms agree with the scalars, on the parallel path too. */
+  int64_t n = 70000;
+  float *x = frand(n, -3e4f, 3e4f), *back = fbuf(n);
+  uint16_t *h = talloc((size_t)n * 2);
+  for (int dt = K_DT_BF16; dt <= K_DT_F16; dt++) {
+    k_cast_from_f32((KDtype)dt, h, x, n);
+    k_cast_to_f32((KDtype)dt, back, h, n);
+    for (int64_t i = 0; i < n; i++) {
+      uint16_t want = dt == K_DT_BF16 ? k_f32_to_bf16(x[i]) : k_f32_to_f16(x[i]);
+      ck_assert_uint_eq(h[i], want);
+      ck_assert(back[i] == (dt == K_DT_BF16 ? k_bf16_to_f32(want) : k_f16_to_f32(want)));
+    }
+  }
+}
+END_TEST
+
+/* A 16-bit GEMM equals the fp32 GEMM of the rounded operands. */
+START_TEST(test_matmul_lowp) {
+  const int64_t M = 6, K = 9, N = 5, batch = 3;
+  for (int dt = K_DT_BF16; dt <= K_DT_F16; dt++)
+    for (int t = 0; t < 4; t++) {
+      bool ta = t & 1, tb = t & 2;
+      int64_t na = batch * M * K, nb = K * N; /* b broadcast */
+      float *a = frand(na, -2, 2), *b = frand(nb, -2, 2), *ar = fbuf(na), *br = fbuf(nb);
+      uint16_t *ah = talloc((size_t)na * 2), *bh = talloc((size_t)nb * 2);
+      k_cast_from_f32((KDtype)dt, ah, a, na);
+      k_cast_from_f32((KDtype)dt, bh, b, nb);
+      k_cast_to_f32((KDtype)dt, ar, ah, na);
+      k_cast_to_f32((KDtype)dt, br, bh, nb);
+      float *work = fconst(na + nb, NAN);
+      float *out = fconst(batch * M * N, NAN);
+      k_matmul_lowp((KDtype)dt, batch, out, ah, na, bh, nb, M, K, N, ta, tb, 0.0f, M * N, M * K, 0, work);
+      double *want = dbuf(batch * M * N);
+      for (int64_t i = 0; i < batch; i++) ref_matmul(want + i * M * N, ar + i * M * K, br, M, K, N, ta, tb);
+      expect_close("matmul lowp batched", out, want, batch * M * N, 1e-5, 1e-5);
+      /* one GEMM, accumulating */
+      float *acc = frand(M * N, -1, 1);
+      double *want1 = dbuf(M * N);
+      ref_matmul(want1, ar, br, M, K, N, ta, tb);
+      for (int64_t j = 0; j < M * N; j++) want1[j] += acc[j];
+      k_matmul_lowp((KDtype)dt, 1, acc, ah, M * K, bh, nb, M, K, N, ta, tb, 1.0f, 0, 0, 0, work);
+      expect_close("matmul lowp beta1", acc, want1, M * N, 1e-5, 1e-5);
+    }
+}
+END_TEST
+
 /* --------------------------------------------------------------- suite */
 
 Suite *kernels_cpu_suite(void) {
@@ -1135,7 +1239,8 @@ Suite *kernels_cpu_suite(void) {
     const char *name;
     const TTest *tests[8];
   } groups[] = {
-      {"matmul", {test_matmul, test_matmul_batched, test_matmul_backward}},
+      {"matmul", {test_matmul, test_matmul_batched, test_matmul_backward, test_matmul_lowp}},
+      {"casts", {test_casts}},
       {"pointwise", {test_elementwise, test_activations, test_swiglu, test_rng_fill, test_dropout}},
       {"norm", {test_layernorm, test_rmsnorm, test_softmax}},
       {"loss", {test_crossentropy, test_crossentropy_bad_target}},
