@@ -4,8 +4,8 @@
  * aligned ones (the float4 paths).
  *
  * Gradients start at GRAD_PREFILL on both sides, so the tests also check
- * that backwards accumulate. Kernels the CPU lacks (casts, the finite
- * check, the clip coefficient, the bf16 AdamW copy, GEMM epilogues) are
+ * that backwards accumulate. Kernels the CPU lacks (the finite check, the
+ * clip coefficient, the bf16 AdamW copy, GEMM epilogues) are
  * checked against small host references written here. Kernels that
  * promise bit-identical results (embedding backward, uniform fills,
  * dropout masks) are compared bit for bit, and the kernels with
@@ -140,21 +140,9 @@ static void expect_int(const char *what, int64_t got, int64_t want) {
   report(got == want, what, msg);
 }
 
-/* bf16 round to nearest even (NaN kept as a quiet NaN). */
-static uint16_t bf16_rne(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return (uint16_t)(u >> 16);
-}
-
-static float bf16_to_f32(uint16_t h) {
-  uint32_t u = (uint32_t)h << 16;
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
+/* bf16 and fp16 conversions: the CPU twins (kernels/cpu/k_cast.c). */
+static uint16_t bf16_rne(float f) { return k_f32_to_bf16(f); }
+static float bf16_to_f32(uint16_t h) { return k_bf16_to_f32(h); }
 
 static Vec prefill(int64_t n) { return Vec((size_t)n, GRAD_PREFILL); }
 
@@ -615,10 +603,10 @@ static void test_casts(void) {
   kc_cast_f32_to_f16(dh, dx, n, g_stream);
   KC_CHECK(cudaStreamSynchronize(g_stream));
   KC_CHECK(cudaMemcpy(h.data(), dh, n * sizeof(uint16_t), cudaMemcpyDeviceToHost));
-  for (int64_t i = 0; i < n; i++) want[i] = __half_as_ushort(__float2half_rn(x[i]));
+  for (int64_t i = 0; i < n; i++) want[i] = k_f32_to_f16(x[i]);
   expect_bits("cast f32->f16", h.data(), want.data(), n * sizeof(uint16_t));
   kc_cast_f16_to_f32(dy, dh, n, g_stream);
-  for (int64_t i = 0; i < n; i++) back[i] = __half2float(__ushort_as_half(want[i]));
+  for (int64_t i = 0; i < n; i++) back[i] = k_f16_to_f32(want[i]);
   expect_close("cast f16->f32", down(dy, n), back, 0, 0);
   dfree_all();
 }
