@@ -618,9 +618,17 @@ static void emit_gemm_lowp(Emit *e, DType dt, const MatmulShape *s, const char *
           tb ? "true" : "false", beta_of(w), sc, sa, sb, e->lowp_work);
 }
 
-static void emit_gemm(Emit *e, const MatmulShape *s, const char *c, const char *a, const char *b, int64_t M,
-                      int64_t K, int64_t N, bool ta, bool tb, WriteMode w, int64_t sc, int64_t sa, int64_t sb,
-                      bool batched) {
+/* c (fp32) = op(a) op(b) for IR values a and b (fp32, or both 16-bit:
+ * emit_gemm_lowp), written as w says. */
+static void emit_gemm(Emit *e, const MatmulShape *s, const char *c, ValId av, ValId bv, int64_t M, int64_t K,
+                      int64_t N, bool ta, bool tb, WriteMode w, int64_t sc, int64_t sa, int64_t sb, bool batched) {
+  const char *a = P(e, av), *b = P(e, bv);
+  const IrNode *an = &e->g->nodes[av], *bn = &e->g->nodes[bv]; /* (N is a size here) */
+  DType dt = lowp_of(an);
+  if (dt != DT_F32) {
+    emit_gemm_lowp(e, dt, s, c, a, numel(an), b, numel(bn), M, K, N, ta, tb, w, sc, sa, sb, batched);
+    return;
+  }
   /* CUDA: cuBLASLt in full fp32, the handle first; a failure is an error */
   const char *pre = e->cuda ? "CHECK_KC(kc_" : "k_", *blas = e->cuda ? "BLAS, " : "";
   const char *post = e->cuda ? ", KC_COMPUTE_F32, STREAM))" : ")";
@@ -667,12 +675,8 @@ static void emit_matmul(Emit *e, ValId id) {
     fprintf(e->f, "  for (int64_t row = 0; row < %" PRId64 "; row++) memcpy(%s + row * %" PRId64 ", %s, %" PRId64 ");\n",
             numel(n) / s.N, P(e, id), s.N, P(e, n->in[2]), s.N * 4);
   }
-  if (dt != DT_F32)
-    emit_gemm_lowp(e, dt, &s, P(e, id), P(e, n->in[0]), numel(N(e, n->in[0])), P(e, n->in[1]),
-                   numel(N(e, n->in[1])), s.M, s.K, s.N, s.ta, s.tb, bias ? W_ADD : W_SET, s.sc, s.sa, s.sb, !s.flat);
-  else
-    emit_gemm(e, &s, P(e, id), P(e, n->in[0]), P(e, n->in[1]), s.M, s.K, s.N, s.ta, s.tb, bias ? W_ADD : W_SET,
-              s.sc, s.sa, s.sb, !s.flat);
+  emit_gemm(e, &s, P(e, id), n->in[0], n->in[1], s.M, s.K, s.N, s.ta, s.tb, bias ? W_ADD : W_SET, s.sc, s.sa,
+            s.sb, !s.flat);
 }
 
 static void emit_matmul_backward(Emit *e, ValId bid, const IrNode *bw) {
@@ -681,36 +685,12 @@ static void emit_matmul_backward(Emit *e, ValId bid, const IrNode *bw) {
   MatmulShape s;
   mm_shape(e, n, &s);
   /* the operands as the backward reads them: the forward's, or (16-bit)
-   * parameters cast again; 16-bit GEMMs read the rounded gradient (first
-   * operand) and the bias the fp32 one (then the last) */
-  DType dt = lowp_of(N(e, bw->in[1]));
-  const char *g = P(e, dt != DT_F32 && n->nin == 3 ? bw->in[bw->nin - 1] : bw->in[0]);
-  const char *A = P(e, bw->in[1]), *B = P(e, bw->in[2]);
+   * parameters cast again; the GEMMs read the first operand, the gradient
+   * (16-bit: rounded), and a 16-bit one's bias the fp32 gradient, last */
+  ValId g = bw->in[0], A = bw->in[1], B = bw->in[2];
+  ValId gbias = lowp_of(N(e, A)) != DT_F32 && n->nin == 3 ? bw->in[bw->nin - 1] : g;
   ValId ga = bw->out[0], gb = bw->out[1];
   bool batched = !s.flat;
-  if (dt != DT_F32) {
-    const char *g16 = P(e, bw->in[0]);
-    int64_t nA = numel(N(e, bw->in[1])), nB = numel(N(e, bw->in[2])), nC = numel(n);
-    if (ga) {
-      WriteMode acc = ow(e, bid, 0);
-      if (!s.ta)
-        emit_gemm_lowp(e, dt, &s, P(e, ga), g16, nC, B, nB, s.M, s.N, s.K, false, !s.tb, acc, s.sa, s.sc, s.sb,
-                       batched);
-      else
-        emit_gemm_lowp(e, dt, &s, P(e, ga), B, nB, g16, nC, s.K, s.N, s.M, s.tb, true, acc, s.sa, s.sb, s.sc,
-                       batched);
-    }
-    if (gb) {
-      WriteMode acc = ow(e, bid, 1);
-      if (!s.tb)
-        emit_gemm_lowp(e, dt, &s, P(e, gb), A, nA, g16, nC, s.K, s.M, s.N, !s.ta, false, acc, s.sb, s.sa, s.sc,
-                       batched);
-      else
-        emit_gemm_lowp(e, dt, &s, P(e, gb), g16, nC, A, nA, s.N, s.M, s.K, true, s.ta, acc, s.sb, s.sc, s.sa,
-                       batched);
-    }
-    ga = gb = 0;
-  }
   /* A shared operand (stride 0) receives the sum over the batch: the
    * batched kernel reduces when its output stride is 0. */
   if (ga) {
@@ -729,7 +709,7 @@ static void emit_matmul_backward(Emit *e, ValId bid, const IrNode *bw) {
   }
   if (n->nin == 3 && bw->out[2]) { /* dbias (N) += column sums of dC */
     char expr[128];
-    snprintf(expr, sizeof expr, "%s[o * in + j]", g);
+    snprintf(expr, sizeof expr, "%s[o * in + j]", P(e, gbias));
     emit_column_sum(e, numel(n) / s.N, s.N, expr, P(e, bw->out[2]), ow(e, bid, 2));
   }
 }
@@ -1618,7 +1598,8 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
     const IrNode *n = &g->nodes[i];
     if (n->op != OP_MATMUL || n->dead || lowp_of(&g->nodes[n->in[0]]) == DT_F32) continue;
     int64_t a = ir_numel(&g->nodes[n->in[0]]), b = ir_numel(&g->nodes[n->in[1]]), c = ir_numel(n);
-    int64_t need = a + b > c + a ? (a + b > c + b ? a + b : c + b) : (c + a > c + b ? c + a : c + b);
+    int64_t need = a + b; /* of the pairs (a, b), (c, b), (a, c): the largest */
+    if (c + (a > b ? a : b) > need) need = c + (a > b ? a : b);
     if (need > lowp) lowp = need;
   }
   e.lowp_work = m->bytes[MEM_WORKSPACE];
