@@ -20,6 +20,8 @@
  * no pointers), so compiling twice gives identical bytes. */
 #include <ctype.h>
 #include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +32,9 @@ enum { KERNEL_MAX_UNITS = 8 }; /* the size of Slabs.u in cuda_prelude */
 
 typedef struct {
   FILE *f;
+  Arena *strs;      /* every string the emitter builds (operands, literals,
+                       expressions) lives here until emit_c returns: no
+                       string is ever reused while something refers to it */
   const IrGraph *g;
   const MemPlan *m;
   DiagSink *d;
@@ -83,11 +88,21 @@ static WriteMode ow(const Emit *e, ValId bid, uint32_t k) {
   return e->m->cat[v] == MEM_GRADS ? W_SET_FIRST : W_SET;
 }
 
+/* printf into the emitter's arena. */
+static const char *S(Emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static const char *S(Emit *e, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *s = arena_vprintf(e->strs, fmt, ap);
+  va_end(ap);
+  return s;
+}
+
 /* "lhs op rhs;" for a write mode. */
-static void store(char *buf, size_t sz, WriteMode w, const char *lhs, const char *rhs) {
-  if (w == W_SET) snprintf(buf, sz, "%s = %s;", lhs, rhs);
-  else if (w == W_ADD) snprintf(buf, sz, "%s += %s;", lhs, rhs);
-  else snprintf(buf, sz, "if (r->acc) %s += %s; else %s = %s;", lhs, rhs, lhs, rhs);
+static const char *store(Emit *e, WriteMode w, const char *lhs, const char *rhs) {
+  if (w == W_SET) return S(e, "%s = %s;", lhs, rhs);
+  if (w == W_ADD) return S(e, "%s += %s;", lhs, rhs);
+  return S(e, "if (r->acc) %s += %s; else %s = %s;", lhs, rhs, lhs, rhs);
 }
 
 static const char *beta_of(WriteMode w) {
@@ -128,9 +143,6 @@ static void ref_unit(Emit *e, int u, bool grad) {
 
 /* A C expression for the address of value v ("F(arena, 4096)"). */
 static const char *P(Emit *e, ValId v) {
-  static char bufs[16][64];
-  static int k;
-  char *b = bufs[k++ % 16];
   const IrNode *n = &e->g->nodes[v];
   MemCat c = (MemCat)e->m->cat[v];
   const char *s = slab(c);
@@ -140,25 +152,22 @@ static const char *P(Emit *e, ValId v) {
     int u = unit_of(e, off);
     bool grad = c == MEM_GRADS;
     ref_unit(e, u, grad);
-    snprintf(b, 64, "%s(%d, %" PRId64 ")", grad ? "GU" : "PU", u, off - e->buckets[u][0]);
-    return b;
+    return S(e, "%s(%d, %" PRId64 ")", grad ? "GU" : "PU", u, off - e->buckets[u][0]);
   }
   const char *mac = n->dtype == DT_I32 ? "I" : n->dtype == DT_BF16 || n->dtype == DT_F16 ? "H" : "F";
-  snprintf(b, 64, "%s(%s, %" PRId64 ")", mac, s, off);
-  return b;
+  return S(e, "%s(%s, %" PRId64 ")", mac, s, off);
 }
 
 static const IrNode *N(Emit *e, ValId v) { return &e->g->nodes[v]; }
 
 /* A C float literal that reads back to the same float ("1.0f", "3e-05f"). */
-static const char *fl(double x) {
-  static char bufs[16][48];
-  static int k;
-  char *b = bufs[k++ % 16];
-  snprintf(b, 40, "%.9g", (double)(float)x);
-  if (!strpbrk(b, ".eEn")) strcat(b, ".0");
-  strcat(b, "f");
-  return b;
+static const char *fl(Emit *e, double x) {
+  float v = (float)x;
+  if (isnan(v)) return "NAN";
+  if (isinf(v)) return v > 0 ? "INFINITY" : "-INFINITY";
+  char b[48];
+  snprintf(b, sizeof b, "%.9g", (double)(float)x);
+  return S(e, "%s%sf", b, strpbrk(b, ".eEn") ? "" : ".0");
 }
 static int64_t numel(const IrNode *n) { return ir_numel(n); }
 static int64_t last(const IrNode *n) { return n->ndim ? n->shape[n->ndim - 1] : 1; }
@@ -282,13 +291,13 @@ static IdxKind index_kind(const IrNode *x, const IrNode *out, int64_t *inner) {
   return IDX_INNER;
 }
 
-static void operand(Emit *e, char *buf, size_t sz, ValId v, IdxKind k) {
+static const char *operand(Emit *e, ValId v, IdxKind k) {
   const IrNode *x = N(e, v);
   switch (k) {
-  case IDX_CONST: snprintf(buf, sz, "%s", fl(x->fattr[0])); break;
-  case IDX_FULL: snprintf(buf, sz, "%s[o * in + j]", P(e, v)); break;
-  case IDX_SCALAR: snprintf(buf, sz, "%s[0]", P(e, v)); break;
-  default: snprintf(buf, sz, "%s[j]", P(e, v)); break;
+  case IDX_CONST: return fl(e, x->fattr[0]);
+  case IDX_FULL: return S(e, "%s[o * in + j]", P(e, v));
+  case IDX_SCALAR: return S(e, "%s[0]", P(e, v));
+  default: return S(e, "%s[j]", P(e, v));
   }
 }
 
@@ -341,76 +350,77 @@ static const char *unary_expr(OpKind op) {
   }
 }
 
-static void subst(char *out, size_t sz, const char *tmpl, const char *x) {
-  size_t o = 0;
-  for (const char *t = tmpl; *t && o + 1 < sz; t++) {
+/* tmpl with every X replaced by x. */
+static const char *subst(Emit *e, const char *tmpl, const char *x) {
+  size_t n = 1, lx = strlen(x);
+  for (const char *t = tmpl; *t; t++) n += *t == 'X' ? lx : 1;
+  char *out = arena_alloc(e->strs, n), *o = out;
+  for (const char *t = tmpl; *t; t++) {
     if (*t == 'X') {
-      size_t n = strlen(x);
-      if (o + n >= sz) break;
-      memcpy(out + o, x, n);
-      o += n;
+      memcpy(o, x, lx);
+      o += lx;
     } else {
-      out[o++] = *t;
+      *o++ = *t;
     }
   }
-  out[o] = 0;
+  *o = 0;
+  return out;
+}
+
+static const char *binary_op(OpKind op) {
+  return op == OP_ADD ? "+" : op == OP_SUB ? "-" : op == OP_MUL ? "*" : "/";
 }
 
 /* The stored values an elementwise expression reads (fused values are
  * expanded into their operands). */
-static void leaves(Emit *e, ValId v, ValId *out, int *n, int max) {
+static void leaves(Emit *e, ValId v, ValId *out, int *n) {
   const IrNode *x = N(e, v);
   if (!x->fused) {
-    if (*n < max) out[(*n)++] = v;
+    out[(*n)++] = v;
     return;
   }
-  for (uint32_t k = 0; k < x->nin; k++) leaves(e, x->in[k], out, n, max);
+  for (uint32_t k = 0; k < x->nin; k++) leaves(e, x->in[k], out, n);
+}
+
+static void count_leaves(Emit *e, ValId v, int *n) {
+  const IrNode *x = N(e, v);
+  if (!x->fused) {
+    (*n)++;
+    return;
+  }
+  for (uint32_t k = 0; k < x->nin; k++) count_leaves(e, x->in[k], n);
 }
 
 /* The C expression of value v at output position (o, j) of `out`: a load,
  * or for a fused value its own expression over its operands. */
-static void expr_of(Emit *e, ValId v, const IrNode *out, char *buf, size_t sz) {
+static const char *expr_of(Emit *e, ValId v, const IrNode *out) {
   const IrNode *x = N(e, v);
   if (!x->fused) {
     int64_t inner;
-    IdxKind k = index_kind(x, out, &inner);
-    operand(e, buf, sz, v, k);
-    return;
+    return operand(e, v, index_kind(x, out, &inner));
   }
-  /* chains are at most MAX_CHAIN deep (fuse.c), so these always fit */
-  char a[1024], b[1024], t[2048];
-  expr_of(e, x->in[0], out, a, sizeof a);
-  if (x->nin == 2) {
-    expr_of(e, x->in[1], out, b, sizeof b);
-    const char *op = x->op == OP_ADD ? "+" : x->op == OP_SUB ? "-" : x->op == OP_MUL ? "*" : "/";
-    if (snprintf(buf, sz, "(%s %s %s)", a, op, b) >= (int)sz) die("fused expression too long");
-  } else {
-    subst(t, sizeof t, unary_expr((OpKind)x->op), a);
-    if (snprintf(buf, sz, "(%s)", t) >= (int)sz) die("fused expression too long");
-  }
+  const char *a = expr_of(e, x->in[0], out);
+  if (x->nin == 2) return S(e, "(%s %s %s)", a, binary_op((OpKind)x->op), expr_of(e, x->in[1], out));
+  return S(e, "(%s)", subst(e, unary_expr((OpKind)x->op), a));
 }
 
 static void emit_elementwise(Emit *e, ValId id) {
   const IrNode *n = N(e, id);
-  IdxKind kinds[64];
-  int64_t inner;
   /* the loop nest is chosen from the loads of the whole fused expression */
-  ValId loads[64];
   int nloads = 0;
-  for (uint32_t k = 0; k < n->nin; k++) leaves(e, n->in[k], loads, &nloads, 64);
+  for (uint32_t k = 0; k < n->nin; k++) count_leaves(e, n->in[k], &nloads);
+  ValId *loads = arena_alloc(e->strs, sizeof(ValId) * (size_t)(nloads + 1));
+  IdxKind *kinds = arena_alloc(e->strs, sizeof(IdxKind) * (size_t)(nloads + 1));
+  nloads = 0;
+  for (uint32_t k = 0; k < n->nin; k++) leaves(e, n->in[k], loads, &nloads);
+  int64_t inner;
   if (!plan_loops(e, n, loads, nloads, kinds, &inner)) {
     unsupported(e, n, "this broadcasting pattern (only trailing-dimension broadcasts)");
     return;
   }
-  char a[2048], b[2048], body[4200];
-  expr_of(e, n->in[0], n, a, sizeof a);
-  if (n->nin == 2) {
-    expr_of(e, n->in[1], n, b, sizeof b);
-    const char *op = n->op == OP_ADD ? "+" : n->op == OP_SUB ? "-" : n->op == OP_MUL ? "*" : "/";
-    snprintf(body, sizeof body, "%s %s %s", a, op, b);
-  } else {
-    subst(body, sizeof body, unary_expr((OpKind)n->op), a);
-  }
+  const char *a = expr_of(e, n->in[0], n), *body;
+  if (n->nin == 2) body = S(e, "%s %s %s", a, binary_op((OpKind)n->op), expr_of(e, n->in[1], n));
+  else body = subst(e, unary_expr((OpKind)n->op), a);
   loop_open(e, numel(n), inner);
   fprintf(e->f, "        %s[o * in + j] = %s;\n", P(e, id), body);
   loop_close(e);
@@ -425,9 +435,7 @@ static void emit_column_sum(Emit *e, int64_t outer, int64_t in, const char *expr
     /* blocks of 32 columns x 32 row lanes (LAUNCH_COLS): lane y sums rows
      * y, y+32, ... in double, then lane 0 adds the 32 partial sums in
      * order, so the result does not depend on timing */
-    char lhs[96], st[512];
-    snprintf(lhs, sizeof lhs, "%s[j]", dst);
-    store(st, sizeof st, w, lhs, "(float)acc");
+    const char *st = store(e, w, S(e, "%s[j]", dst), "(float)acc");
     kernel_begin(e, "LAUNCH_COLS", (in + 31) / 32);
     fprintf(e->f, "  __shared__ double part[32][33];\n");
     fprintf(e->f, "  const int64_t outer = %" PRId64 ", in = %" PRId64 ", j = blockIdx.x * 32 + threadIdx.x;\n", outer,
@@ -446,9 +454,7 @@ static void emit_column_sum(Emit *e, int64_t outer, int64_t in, const char *expr
   fprintf(e->f, "      const int64_t je = jb + 64 < in ? jb + 64 : in;\n      double acc[64] = {0};\n");
   fprintf(e->f, "      for (int64_t o = 0; o < outer; o++)\n        for (int64_t j = jb; j < je; j++) acc[j - jb] += %s;\n",
           expr);
-  char lhs[96], st[512];
-  snprintf(lhs, sizeof lhs, "%s[j]", dst);
-  store(st, sizeof st, w, lhs, "(float)acc[j - jb]");
+  const char *st = store(e, w, S(e, "%s[j]", dst), "(float)acc[j - jb]");
   fprintf(e->f, "      for (int64_t j = jb; j < je; j++) %s\n    }\n  }\n", st);
 }
 
@@ -461,9 +467,7 @@ static void emit_accumulate(Emit *e, ValId gx, ValId x, const IrNode *out, const
   IdxKind k = index_kind(xn, out, &inner);
   if (xn->op == OP_CONST) return;
   if (k == IDX_FULL && e->cuda) {
-    char lhs[96], st[1200];
-    snprintf(lhs, sizeof lhs, "%s[j]", P(e, gx));
-    store(st, sizeof st, w, lhs, expr);
+    const char *st = store(e, w, S(e, "%s[j]", P(e, gx)), expr);
     loop_open(e, numel(out), numel(out));
     fprintf(e->f, "        %s\n", st);
     loop_close(e);
@@ -472,9 +476,7 @@ static void emit_accumulate(Emit *e, ValId gx, ValId x, const IrNode *out, const
   if (k == IDX_FULL) {
     fprintf(e->f, "  {\n    const int64_t outer = 1, in = %" PRId64 ";\n    (void)outer;\n", numel(out));
     fprintf(e->f, "    #pragma omp parallel for if (in >= 32768)\n");
-    char lhs[96], st[1200];
-    snprintf(lhs, sizeof lhs, "%s[j]", P(e, gx));
-    store(st, sizeof st, w, lhs, expr);
+    const char *st = store(e, w, S(e, "%s[j]", P(e, gx)), expr);
     fprintf(e->f, "    for (int64_t j = 0; j < in; j++) { const int64_t o = 0; %s }\n  }\n", st);
     return;
   }
@@ -487,58 +489,51 @@ static void emit_accumulate(Emit *e, ValId gx, ValId x, const IrNode *out, const
 }
 
 /* The value of operand v at output position (o, j), for backward formulas. */
-static void at(Emit *e, char *buf, size_t sz, ValId v, const IrNode *out) {
+static const char *at(Emit *e, ValId v, const IrNode *out) {
   int64_t inner;
   IdxKind k = index_kind(N(e, v), out, &inner);
   if (k == IDX_INNER && inner == numel(out)) k = IDX_FULL;
-  if (k == IDX_INNER) {
-    /* inside emit_accumulate's loop over a smaller operand, the other operand
-     * may be full: index it by o * in + j only when shapes agree */
-    snprintf(buf, sz, "%s[(o * in + j) %% %" PRId64 "]", P(e, v), inner);
-    return;
-  }
-  operand(e, buf, sz, v, k);
+  if (k == IDX_INNER) /* inside emit_accumulate's loop over a smaller operand,
+                         the other operand may be full: index it by
+                         o * in + j only when shapes agree */
+    return S(e, "%s[(o * in + j) %% %" PRId64 "]", P(e, v), inner);
+  return operand(e, v, k);
 }
 
 static void emit_elementwise_backward(Emit *e, ValId bid, const IrNode *b) {
   const IrNode *f = N(e, (ValId)b->iattr[0]);
-  ValId g = b->in[0];
-  char G[96], A[96], B[96], Y[96], expr[512];
-  /* g has the output's shape: index it as the full output */
-  snprintf(G, sizeof G, "%s[o * in + j]", P(e, g));
   ValId self = (ValId)b->iattr[0];
+  /* g has the output's shape: index it as the full output */
+  const char *G = S(e, "%s[o * in + j]", P(e, b->in[0]));
   for (uint32_t k = 0; k < b->nout; k++) {
     ValId gx = b->out[k];
     if (!gx) continue;
     ValId x = f->in[k];
+    const char *expr, *A, *B, *Y;
     switch (f->op) {
-    case OP_ADD: snprintf(expr, sizeof expr, "%s", G); break;
-    case OP_SUB: snprintf(expr, sizeof expr, k == 0 ? "%s" : "-%s", G); break;
-    case OP_NEG: snprintf(expr, sizeof expr, "-%s", G); break;
-    case OP_MUL:
-      at(e, B, sizeof B, f->in[1 - k], f);
-      snprintf(expr, sizeof expr, "%s * %s", G, B);
-      break;
+    case OP_ADD: expr = G; break;
+    case OP_SUB: expr = k == 0 ? G : S(e, "-%s", G); break;
+    case OP_NEG: expr = S(e, "-%s", G); break;
+    case OP_MUL: expr = S(e, "%s * %s", G, at(e, f->in[1 - k], f)); break;
     case OP_DIV:
-      at(e, A, sizeof A, f->in[0], f);
-      at(e, B, sizeof B, f->in[1], f);
-      if (k == 0) snprintf(expr, sizeof expr, "%s / %s", G, B);
-      else snprintf(expr, sizeof expr, "-%s * %s / (%s * %s)", G, A, B, B);
+      A = at(e, f->in[0], f);
+      B = at(e, f->in[1], f);
+      expr = k == 0 ? S(e, "%s / %s", G, B) : S(e, "-%s * %s / (%s * %s)", G, A, B, B);
       break;
-    default: {
-      /* only log reads its input; the others read their own output, and
-       * the input may be a fused value with no storage */
-      if (f->op == OP_LOG) at(e, A, sizeof A, x, f);
-      else snprintf(Y, sizeof Y, "%s[o * in + j]", P(e, self));
+    case OP_LOG: /* the only one that reads its input */
+      expr = S(e, "%s / %s", G, at(e, x, f));
+      break;
+    default:
+      /* the others read their own output (the input may be a fused value
+       * with no storage) */
+      Y = S(e, "%s[o * in + j]", P(e, self));
       switch (f->op) {
-      case OP_SIGMOID: snprintf(expr, sizeof expr, "%s * %s * (1.0f - %s)", G, Y, Y); break;
-      case OP_TANH: snprintf(expr, sizeof expr, "%s * (1.0f - %s * %s)", G, Y, Y); break;
-      case OP_EXP: snprintf(expr, sizeof expr, "%s * %s", G, Y); break;
-      case OP_LOG: snprintf(expr, sizeof expr, "%s / %s", G, A); break;
-      case OP_SQRT: snprintf(expr, sizeof expr, "%s * 0.5f / %s", G, Y); break;
+      case OP_SIGMOID: expr = S(e, "%s * %s * (1.0f - %s)", G, Y, Y); break;
+      case OP_TANH: expr = S(e, "%s * (1.0f - %s * %s)", G, Y, Y); break;
+      case OP_EXP: expr = S(e, "%s * %s", G, Y); break;
+      case OP_SQRT: expr = S(e, "%s * 0.5f / %s", G, Y); break;
       default: die("no elementwise backward for %s", op_info[f->op].name);
       }
-    }
     }
     emit_accumulate(e, gx, x, f, expr, ow(e, bid, k));
   }
@@ -708,9 +703,7 @@ static void emit_matmul_backward(Emit *e, ValId bid, const IrNode *bw) {
       emit_gemm(e, &s, P(e, gb), g, A, s.N, s.M, s.K, true, s.ta, acc, s.sb, s.sc, s.sa, batched);
   }
   if (n->nin == 3 && bw->out[2]) { /* dbias (N) += column sums of dC */
-    char expr[128];
-    snprintf(expr, sizeof expr, "%s[o * in + j]", P(e, gbias));
-    emit_column_sum(e, numel(n) / s.N, s.N, expr, P(e, bw->out[2]), ow(e, bid, 2));
+    emit_column_sum(e, numel(n) / s.N, s.N, S(e, "%s[o * in + j]", P(e, gbias)), P(e, bw->out[2]), ow(e, bid, 2));
   }
 }
 
@@ -762,10 +755,8 @@ static void emit_slice_copy(Emit *e, const IrNode *big, int64_t dim, int64_t sta
     fprintf(e->f, "  for (int64_t o = 0; o < %" PRId64 "; o++)\n", outer);
     fprintf(e->f, "    for (int64_t j = 0; j < %" PRId64 "; j++) ", smallrow);
   }
-  const char *bi = "[o * %" PRId64 " + %" PRId64 " + j]";
-  char bidx[96], sidx[96];
-  snprintf(bidx, sizeof bidx, bi, bigrow, start * inner);
-  snprintf(sidx, sizeof sidx, "[o * %" PRId64 " + j]", smallrow);
+  const char *bidx = S(e, "[o * %" PRId64 " + %" PRId64 " + j]", bigrow, start * inner);
+  const char *sidx = S(e, "[o * %" PRId64 " + j]", smallrow);
   fprintf(e->f, "%s%s %s %s%s;\n", dst, to_big ? bidx : sidx, accumulate ? "+=" : "=", src, to_big ? sidx : bidx);
   if (e->cuda) loop_close(e);
 }
@@ -775,11 +766,28 @@ static void emit_slice_copy(Emit *e, const IrNode *big, int64_t dim, int64_t sta
 /* CUDA: the next id-check flag (a workspace int64_t the kernel sets to
  * KC_IDS_VALID or the first bad position), reporting `what`. */
 static const char *ids_flag(Emit *e, const char *what) {
-  static char b[64];
   if (e->nids >= e->ids_max) die("more id checks than planned");
   e->ids_what[e->nids] = what;
-  snprintf(b, sizeof b, "(int64_t *)W(%" PRId64 ")", e->ids_work + 8 * (int64_t)e->nids++);
-  return b;
+  return S(e, "(int64_t *)W(%" PRId64 ")", e->ids_work + 8 * (int64_t)e->nids++);
+}
+
+/* The seed and counter offset of dropout node id's mask: the seed mixes
+ * the run's seed with a key of the node that does not depend on node
+ * numbering (its layer path and its rank among the dropouts of that
+ * layer), and the offset is the micro-batch's block of the stream
+ * (DstRun.dropout_block), so ranks and micro-steps draw different masks
+ * and a resumed run draws the same ones. */
+static const char *dropout_stream(Emit *e, ValId id) {
+  const IrGraph *g = e->g;
+  const IrNode *n = &g->nodes[id];
+  const char *path = n->path ? n->path : "";
+  uint64_t h = 1469598103934665603ull;
+  for (const char *c = path; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+  int ordinal = 0;
+  for (ValId v = 1; v < id; v++)
+    if (g->nodes[v].op == OP_DROPOUT && !strcmp(g->nodes[v].path ? g->nodes[v].path : "", path)) ordinal++;
+  h = (h ^ (uint64_t)ordinal) * 1099511628211ull;
+  return S(e, "r->seed ^ 0x%016" PRIx64 "ull, r->dropout_block * %" PRId64 "ull", h, numel(n));
 }
 
 /* memset of `bytes` at p, under `cond` when given. */
@@ -860,13 +868,13 @@ static void emit_forward_node(Emit *e, ValId id) {
   case OP_LAYERNORM:
     fprintf(f, "  %slayernorm_forward(%s, %s, %s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %s%s);\n", kp(e), P(e, id),
             n->nout ? P(e, n->out[0]) : "NULL", n->nout ? P(e, n->out[1]) : "NULL", P(e, n->in[0]),
-            P(e, n->in[1]), n->nin > 2 ? P(e, n->in[2]) : "NULL", numel(n) / last(n), last(n), fl(n->fattr[0]),
+            P(e, n->in[1]), n->nin > 2 ? P(e, n->in[2]) : "NULL", numel(n) / last(n), last(n), fl(e, n->fattr[0]),
             ks(e));
     break;
   case OP_RMSNORM:
     fprintf(f, "  %srmsnorm_forward(%s, %s, %s, %s, %" PRId64 ", %" PRId64 ", %s%s);\n", kp(e), P(e, id),
             n->nout ? P(e, n->out[0]) : "NULL", P(e, n->in[0]), P(e, n->in[1]), numel(n) / last(n), last(n),
-            fl(n->fattr[0]), ks(e));
+            fl(e, n->fattr[0]), ks(e));
     break;
   case OP_EMBEDDING: {
     const IrNode *t = N(e, n->in[1]);
@@ -891,23 +899,20 @@ static void emit_forward_node(Emit *e, ValId id) {
             x->shape[3], n->iattr[0] ? "true" : "false", ks(e));
     if (!n->nout) unsupported(e, n, "attention outside a differentiated graph");
     if (e->cuda && x->shape[3] > CUDA_MAX_HEAD_DIM) {
-      char what[96];
-      snprintf(what, sizeof what, "attention with head dimension %" PRId64 " (at most %d)", x->shape[3],
-               CUDA_MAX_HEAD_DIM);
-      unsupported(e, n, what);
+      unsupported(e, n, S(e, "attention with head dimension %" PRId64 " (at most %d)", x->shape[3],
+                          CUDA_MAX_HEAD_DIM));
     }
     break;
   }
   case OP_ROPE: {
     int64_t T = x->shape[x->ndim - 2], D = last(x);
     fprintf(f, "  %srope_forward(%s, %s, %" PRId64 ", 1, %" PRId64 ", %" PRId64 ", %s%s);\n", kp(e), P(e, id),
-            P(e, n->in[0]), numel(x) / (T * D), T, D, fl(n->fattr[0]), ks(e));
+            P(e, n->in[0]), numel(x) / (T * D), T, D, fl(e, n->fattr[0]), ks(e));
     break;
   }
   case OP_DROPOUT:
-    fprintf(f, "  %sdropout_forward(%s, %s, %" PRId64 ", r->training ? %s : 0.0f, r->seed ^ %uu, "
-               "(uint64_t)r->step * %" PRId64 "%s);\n",
-            kp(e), P(e, id), P(e, n->in[0]), numel(n), fl(n->fattr[0]), id, numel(n), ks(e));
+    fprintf(f, "  %sdropout_forward(%s, %s, %" PRId64 ", r->training ? %s : 0.0f, %s%s);\n", kp(e), P(e, id),
+            P(e, n->in[0]), numel(n), fl(e, n->fattr[0]), dropout_stream(e, id), ks(e));
     break;
   case OP_CROSS_ENTROPY: {
     const IrNode *t = N(e, n->in[1]);
@@ -978,10 +983,7 @@ static void scratch_guard(Emit *e, const char *kernel, int64_t need, const char 
 }
 
 static const char *scratch_arg(Emit *e) {
-  static char b[48];
-  if (!e->cuda) return "";
-  snprintf(b, sizeof b, ", W(%" PRId64 ")", e->scratch_work);
-  return b;
+  return e->cuda ? S(e, ", W(%" PRId64 ")", e->scratch_work) : "";
 }
 
 static void emit_backward_node(Emit *e, ValId bid) {
@@ -1097,13 +1099,13 @@ static void emit_backward_node(Emit *e, ValId bid) {
     int64_t T = x->shape[x->ndim - 2], D = last(x);
     if (b->out[0])
       fprintf(f, "  %srope_backward(%s, %s, %" PRId64 ", 1, %" PRId64 ", %" PRId64 ", %s%s);\n", kp(e), OUT(0), g,
-              numel(x) / (T * D), T, D, fl(n->fattr[0]), ks(e));
+              numel(x) / (T * D), T, D, fl(e, n->fattr[0]), ks(e));
     break;
   }
   case OP_DROPOUT:
     if (b->out[0])
-      fprintf(f, "  %sdropout_backward(%s, %s, %" PRId64 ", r->training ? %s : 0.0f, r->seed ^ %uu, (uint64_t)r->step * %" PRId64 "%s);\n",
-              kp(e), OUT(0), g, numel(n), fl(n->fattr[0]), fid, numel(n), ks(e));
+      fprintf(f, "  %sdropout_backward(%s, %s, %" PRId64 ", r->training ? %s : 0.0f, %s%s);\n", kp(e), OUT(0), g,
+              numel(n), fl(e, n->fattr[0]), dropout_stream(e, fid), ks(e));
     break;
   case OP_CROSS_ENTROPY: {
     const IrNode *t = N(e, n->in[1]);
@@ -1160,6 +1162,24 @@ static double step_flops(const IrGraph *g) {
     }
   }
   return fl;
+}
+
+/* The ids input v may hold: the smallest embedding table or class count
+ * of the ops that read it as ids (through views), 0 when none does. The
+ * program checks its data against it before training. */
+static int64_t input_id_limit(const IrGraph *g, ValId v) {
+  int64_t limit = 0;
+  for (int i = 1; i <= g->nforward; i++) {
+    const IrNode *n = &g->nodes[i];
+    if (n->dead || (n->op != OP_EMBEDDING && n->op != OP_CROSS_ENTROPY)) continue;
+    ValId ids = n->op == OP_EMBEDDING ? n->in[0] : n->in[1];
+    while (g->nodes[ids].op == OP_RESHAPE) ids = g->nodes[ids].in[0];
+    if (ids != v) continue;
+    const IrNode *t = &g->nodes[n->op == OP_EMBEDDING ? n->in[1] : n->in[0]];
+    int64_t k = n->op == OP_EMBEDDING ? t->shape[0] : t->shape[t->ndim - 1];
+    if (!limit || k < limit) limit = k;
+  }
+  return limit;
 }
 
 typedef struct {
@@ -1566,7 +1586,9 @@ static const int dm_decl_order[DM__COUNT] = {DM_NAME, DM_SLABS, DM_TABLES, DM_LO
                                              DM_FETCH, DM_PROF, DM_BACKEND, DM_FUNCS};
 
 bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name, Backend backend) {
-  Emit e = {.f = f, .g = g, .m = m, .d = p->diag, .cuda = backend == BACKEND_CUDA};
+  Arena strs;
+  arena_init(&strs);
+  Emit e = {.f = f, .strs = &strs, .g = g, .m = m, .d = p->diag, .cuda = backend == BACKEND_CUDA};
   char *kern_text = NULL;
   size_t kern_len = 0;
   e.world = (int)p->par.dp.i;
@@ -1651,7 +1673,7 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
     emit_string(f, n->name);
     fprintf(f, ", %" PRId64 ", %d, {", m->offset[g->params[i]], n->ndim);
     for (int k = 0; k < n->ndim; k++) fprintf(f, "%s%" PRId64, k ? ", " : "", n->shape[k]);
-    fprintf(f, "}, %" PRId64 ", %d, %s, %s},\n", ir_numel(n), init_map[n->init], fl(n->fattr[0]),
+    fprintf(f, "}, %" PRId64 ", %d, %s, %s},\n", ir_numel(n), init_map[n->init], fl(&e, n->fattr[0]),
             n->iattr[1] ? "false" : "true");
     count += ir_numel(n);
   }
@@ -1663,7 +1685,7 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
     emit_string(f, n->name);
     fprintf(f, ", %" PRId64 ", %d, {", m->offset[g->inputs[i]], n->ndim);
     for (int k = 0; k < n->ndim; k++) fprintf(f, "%s%" PRId64, k ? ", " : "", n->shape[k]);
-    fputs("}},\n", f);
+    fprintf(f, "}, %" PRId64 "},\n", input_id_limit(g, g->inputs[i]));
   }
   fputs("};\n\n", f);
 
@@ -1798,10 +1820,10 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
   fprintf(dm[DM_COUNT], "  .param_count = %" PRId64 ", .flops_per_token = %.17g,\n", count,
           step_flops(g) / (double)tokens);
   fprintf(dm[DM_OPT], "  .opt = %d, .sched = %d,\n", t->opt == OPT_ADAMW ? 0 : 1, (int)t->sched);
-  fprintf(dm[DM_LR], "  .lr = %s, .beta1 = %s, .beta2 = %s, .eps = %s, .weight_decay = %s,\n", fl(t->lr),
-          fl(t->beta1), fl(t->beta2), fl(t->eps), fl(t->weight_decay));
-  fprintf(dm[DM_MOMENTUM], "  .momentum = %s, .min_lr = %s, .clip = %s, .nesterov = %s,\n", fl(t->momentum),
-          fl(t->min_lr), fl(t->clip_grad_norm), t->nesterov ? "true" : "false");
+  fprintf(dm[DM_LR], "  .lr = %s, .beta1 = %s, .beta2 = %s, .eps = %s, .weight_decay = %s,\n", fl(&e, t->lr),
+          fl(&e, t->beta1), fl(&e, t->beta2), fl(&e, t->eps), fl(&e, t->weight_decay));
+  fprintf(dm[DM_MOMENTUM], "  .momentum = %s, .min_lr = %s, .clip = %s, .nesterov = %s,\n", fl(&e, t->momentum),
+          fl(&e, t->min_lr), fl(&e, t->clip_grad_norm), t->nesterov ? "true" : "false");
   fprintf(dm[DM_STEPS], "  .warmup = %" PRId64 ", .steps = %" PRId64 ", .seed = %" PRId64 ", .log_every = %" PRId64
                         ", .eval_every = %" PRId64 ", .save_every = %" PRId64 ",\n",
           t->warmup, t->steps, t->seed, t->log_every, t->eval_every, t->save_every);
@@ -1843,5 +1865,6 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
   free(e.refs_g);
   free(e.ids_what);
   zero_sched_free(&zs);
+  arena_free(&strs);
   return !e.failed;
 }

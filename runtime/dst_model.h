@@ -42,13 +42,23 @@ typedef struct {
   int64_t offset;     /* bytes into the data slab */
   int ndim;
   int64_t shape[DST_MAX_RANK];
+  int64_t id_limit;   /* the values must lie in [0, id_limit) (the smallest
+                         embedding table or class count that reads them);
+                         0: no op reads them as ids */
 } DstInputInfo;
 
 /* One training process's buffers and state, handed to the generated code. */
 typedef struct DstRun {
   char *params, *grads, *arena, *data, *work;
   uint64_t seed;      /* dropout and initialization seed */
-  int64_t step;       /* 1-based optimizer step (dropout offsets) */
+  int64_t step;       /* 1-based optimizer step */
+  /* Which block of the dropout masks' random stream this micro-batch
+   * draws: ((step - 1) * grad_accum + micro-step) * dp + dp rank, so that
+   * every rank and micro-step draws its own masks, a resumed run draws the
+   * ones it would have drawn, and a batch split over ranks or micro-steps
+   * draws the masks of the same batch on one rank (the mask of a value of
+   * n elements starts at counter dropout_block * n). */
+  uint64_t dropout_block;
   bool training;      /* false in evaluation: dropout is the identity */
   const char *error;  /* set by generated code when a kernel rejects data */
   int64_t error_pos;

@@ -1069,6 +1069,8 @@ static float compute(Trainer *t, int64_t step) {
     t->r.acc = k > 0 && !t->z2;
     t->micro = (int)k;
     t->reducing = overlap && k == ga - 1; /* reduce once, after the last micro-step's gradients */
+    /* this micro-batch's place in the step's global batch: its dropout masks */
+    t->r.dropout_block = ((uint64_t)(step - 1) * (uint64_t)ga + (uint64_t)k) * (uint64_t)t->world + (uint64_t)t->rank;
     run_forward(t);
     check_run(t, step);
     run_backward(t);

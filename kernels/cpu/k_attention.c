@@ -10,7 +10,7 @@
  *    head's query heads and tiles in a fixed order, so dk/dv accumulate
  *    without atomics and identically for any thread count.
  *  - Tile products go through single-threaded OpenBLAS GEMMs issued from an
- *    OpenMP loop (see k_blas_threads_single).
+ *    OpenMP loop (see k_blas_single).
  */
 /* cblas.h first: see k_matmul.c. */
 #include <cblas.h>
@@ -67,7 +67,7 @@ int k_attention_forward(float *out, float *lse, const float *q, const float *k, 
   float scale = (float)(1.0 / sqrt((double)D));
   int status = K_OK;
   bool par = omp_get_max_threads() > 1 && ntask > 1 && !omp_in_parallel();
-  int saved = par ? k_blas_threads_single() : 1;
+  k_blas_single();
 #pragma omp parallel if (par)
   {
     float *s = malloc((size_t)K_ATT_BR * (size_t)T * sizeof(float));
@@ -88,7 +88,6 @@ int k_attention_forward(float *out, float *lse, const float *q, const float *k, 
     }
     free(s);
   }
-  if (par) k_blas_threads_restore(saved);
   return status;
 }
 
@@ -137,7 +136,7 @@ int k_attention_backward(float *dq, float *dk, float *dv, const float *dout, con
   float scale = (float)(1.0 / sqrt((double)D));
   int status = K_OK;
   bool par = omp_get_max_threads() > 1 && ntask > 1 && !omp_in_parallel();
-  int saved = par ? k_blas_threads_single() : 1;
+  k_blas_single();
 #pragma omp parallel if (par)
   {
     float *p = malloc(2 * (size_t)K_ATT_BR * (size_t)T * sizeof(float));
@@ -161,6 +160,5 @@ int k_attention_backward(float *dq, float *dk, float *dv, const float *dout, con
     }
     free(p);
   }
-  if (par) k_blas_threads_restore(saved);
   return status;
 }

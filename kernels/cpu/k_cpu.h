@@ -15,13 +15,11 @@
  *  - Statistics that sum many terms (norm moments, log-sum-exp, losses,
  *    reductions, the gradient norm) accumulate in double: a double running
  *    total over vectorized fp32 partial sums of at most 64 terms.
- *  - Threads: OpenMP loops use the OpenMP thread count and GEMMs use the
- *    OpenBLAS thread count; the caller sets both (k_set_num_threads does).
- *    Kernels that run many small GEMMs in an OpenMP loop pin OpenBLAS to one
- *    thread for the duration of the call and restore it afterwards, so they
- *    must not be called concurrently with other BLAS users. Both pools spin
- *    while idle; with as many threads as cores, OMP_WAIT_POLICY=passive
- *    keeps OpenMP's idle workers from slowing OpenBLAS's GEMMs.
+ *  - Threads: every kernel, GEMMs included, runs on the OpenMP thread count
+ *    (k_set_num_threads). OpenBLAS itself is kept at one thread: a GEMM is
+ *    split into panels fixed by its shape, one single-threaded sgemm each,
+ *    so its result does not depend on the thread count (OpenBLAS's own
+ *    threading does not promise that).
  *  - Kernels never print and never abort on data: bad token ids are reported
  *    through return values (see K_IDS_VALID).
  */
@@ -41,7 +39,8 @@ enum { K_OK = 0, K_ERR_NOMEM = 1, K_ERR_SHAPE = 2 };
 
 /* ------------------------------------------------------------- threads */
 
-/* Sets the OpenMP and the OpenBLAS thread counts together (n >= 1). */
+/* Sets the thread count of every kernel (n >= 1), and keeps OpenBLAS on
+ * one thread (GEMMs are split into panels over the OpenMP threads). */
 void k_set_num_threads(int n);
 int k_get_num_threads(void);
 

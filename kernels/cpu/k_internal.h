@@ -21,11 +21,11 @@
 /* Row loops go parallel when the whole tensor is at least this big. */
 #define K_PAR_ROWS_MIN 8192
 
-/* OpenBLAS is pinned to one thread while an OpenMP loop issues many small
- * GEMMs, so the two thread pools do not oversubscribe the cores. Returns
- * the previous OpenBLAS thread count for k_blas_threads_restore. */
-int k_blas_threads_single(void);
-void k_blas_threads_restore(int saved);
+
+/* Keeps OpenBLAS on one thread (once per process; k_matmul.c): every
+ * sgemm call of the kernels then runs on its caller's thread, so its
+ * result does not depend on how many threads there are. */
+void k_blas_single(void);
 
 /* exp(x) for the softmax-style loops, written so gcc vectorizes it (libm's
  * expf is a scalar call): exp(x) = 2^n * exp(r), n = round(x/ln2),
