@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -69,14 +70,21 @@ static int split_items(char *s, const char **argv, int max) {
   return n;
 }
 
-/* Runs argv[0] with argv (printed first when verbose); true on exit 0. */
-static bool run_tool(const char **argv, bool verbose) {
+/* Runs argv[0] with argv (printed first when verbose): BUILD_OK when it
+ * exits 0, BUILD_NO_TOOL when it cannot be started (the child says why),
+ * BUILD_FAILED otherwise. */
+static BuildStatus run_tool(const char **argv, bool verbose) {
   if (verbose) {
     for (int i = 0; argv[i]; i++) fprintf(stderr, "%s%s", i ? " " : "", argv[i]);
     fputc('\n', stderr);
   }
+  fflush(stdout);
+  fflush(stderr);
   pid_t pid = fork();
-  if (pid < 0) return false;
+  if (pid < 0) {
+    fprintf(stderr, "dstc: cannot start '%s': %s\n", argv[0], strerror(errno));
+    return BUILD_NO_TOOL;
+  }
   if (pid == 0) {
     execvp(argv[0], (char *const *)argv);
     fprintf(stderr, "dstc: cannot run '%s': %s\n", argv[0], strerror(errno));
@@ -84,15 +92,24 @@ static bool run_tool(const char **argv, bool verbose) {
   }
   int st;
   while (waitpid(pid, &st, 0) < 0)
-    if (errno != EINTR) return false;
-  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    if (errno != EINTR) return BUILD_FAILED;
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return BUILD_OK;
+  return WIFEXITED(st) && WEXITSTATUS(st) == 127 ? BUILD_NO_TOOL : BUILD_FAILED;
 }
 
 bool build_have_cuda(void) { return *DST_NVCC != 0; }
+
+/* DST_GENERATED_WERROR=1 (the test suite sets it): generated code is
+ * compiled with warnings on, as errors, so a warning in what dstc emits
+ * fails the tests instead of hiding behind -w. */
+static bool generated_werror(void) {
+  const char *v = getenv("DST_GENERATED_WERROR");
+  return v && *v && strcmp(v, "0") != 0;
+}
 bool build_have_cuda_runtime(void) { return *DST_RUNTIME_CUDA_LIB != 0; }
 
 /* nvcc -c: the .cu into an object beside the program. */
-static bool compile_cuda(const char *src, const char *obj, bool verbose) {
+static BuildStatus compile_cuda(const char *src, const char *obj, bool verbose) {
   const char *nvcc = getenv("DST_NVCC");
   if (!nvcc || !*nvcc) nvcc = DST_NVCC;
   const char *argv[96];
@@ -100,7 +117,14 @@ static bool compile_cuda(const char *src, const char *obj, bool verbose) {
   argv[n++] = nvcc;
   argv[n++] = "-std=c++17";
   argv[n++] = "-O2";
-  argv[n++] = "-w"; /* generated code: warnings are ours to fix, not the user's */
+  /* generated code: warnings are ours to fix, not the user's; the test
+   * suite turns them on, as errors (DST_GENERATED_WERROR) */
+  if (generated_werror()) {
+    argv[n++] = "-Werror=all-warnings";
+    argv[n++] = "-Xcompiler=-Wall,-Wextra,-Wno-unused-parameter,-Werror";
+  } else {
+    argv[n++] = "-w";
+  }
   char arch[1024], user[1024];
   snprintf(arch, sizeof arch, "%s", DST_NVCC_FLAGS);
   n += split_flags(arch, argv + n, 32);
@@ -117,12 +141,13 @@ static bool compile_cuda(const char *src, const char *obj, bool verbose) {
   return run_tool(argv, verbose);
 }
 
-bool build_compile(const char *src, const char *exe, Backend backend, bool verbose) {
+BuildStatus build_compile(const char *src, const char *exe, Backend backend, bool verbose) {
   bool cuda = backend == BACKEND_CUDA;
   char obj[4200];
   if (cuda) {
     snprintf(obj, sizeof obj, "%s.o", exe);
-    if (!compile_cuda(src, obj, verbose)) return false;
+    BuildStatus st = compile_cuda(src, obj, verbose);
+    if (st != BUILD_OK) return st;
   }
   const char *cc = getenv("DST_CC");
   if (!cc || !*cc) cc = "cc";
@@ -136,7 +161,14 @@ bool build_compile(const char *src, const char *exe, Backend backend, bool verbo
   }
   argv[n++] = "-fopenmp";
   if (!cuda) argv[n++] = "-fno-math-errno";
-  argv[n++] = "-w"; /* generated code: warnings are ours to fix, not the user's */
+  if (generated_werror() && !cuda) {
+    argv[n++] = "-Wall";
+    argv[n++] = "-Wextra";
+    argv[n++] = "-Wno-unused-parameter";
+    argv[n++] = "-Werror";
+  } else {
+    argv[n++] = "-w"; /* generated code: warnings are ours to fix, not the user's */
+  }
   char extra[1024], user[1024], ldflags[2048], cudalibs[2048];
   snprintf(extra, sizeof extra, "%s", DST_EXTRA_CFLAGS);
   n += split_flags(extra, argv + n, 16);
@@ -171,9 +203,9 @@ bool build_compile(const char *src, const char *exe, Backend backend, bool verbo
   }
   argv[n++] = "-lm";
   argv[n] = NULL;
-  bool ok = run_tool(argv, verbose);
+  BuildStatus st = run_tool(argv, verbose);
   if (cuda) unlink(obj);
-  return ok;
+  return st;
 }
 
 /* Mixes into h what else determines a built program: the libraries' sizes
@@ -203,4 +235,49 @@ uint64_t build_hash_inputs(uint64_t h, Backend backend) {
     h = mix(h, getenv("DST_NVCCFLAGS"), false);
   }
   return h;
+}
+
+bool build_probe_writable(const char *dir, char *why, size_t whysz) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/.dstc-probe-%d", dir, (int)getpid());
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) {
+    snprintf(why, whysz, "%s", strerror(errno));
+    return false;
+  }
+  static char zeros[1 << 16];
+  bool ok = true;
+  /* a short write is retried, so the failure comes with its errno */
+  for (size_t left = BUILD_PROBE_BYTES; ok && left > 0;) {
+    ssize_t w = write(fd, zeros, left < sizeof zeros ? left : sizeof zeros);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      snprintf(why, whysz, "%s", w < 0 ? strerror(errno) : "nothing could be written");
+      ok = false;
+    } else {
+      left -= (size_t)w;
+    }
+  }
+  if (ok && fsync(fd) != 0) {
+    snprintf(why, whysz, "%s", strerror(errno));
+    ok = false;
+  }
+  close(fd);
+  unlink(path);
+  return ok;
+}
+
+int64_t build_machine_memory(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  int64_t mem = pages > 0 && page > 0 ? (int64_t)pages * page : 0;
+  /* a container's limit (cgroup v2, then v1) is what this process gets */
+  static const char *const limits[] = {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
+  for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+    FILE *f = fopen(limits[i], "r");
+    if (!f) continue;
+    long long v;
+    if (fscanf(f, "%lld", &v) == 1 && v > 0 && (mem == 0 || v < mem)) mem = v;
+    fclose(f);
+  }
+  return mem;
 }

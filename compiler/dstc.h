@@ -35,6 +35,10 @@ enum {
   DST_MAX_REPEAT = 100000,         /* repeat(n) count */
   DST_MAX_INSTANCES = 200000,      /* layers in a whole model */
   DST_MAX_IR_NODES = 20000000,     /* whole graph */
+  /* forward operations (lower.c stops there, with a message): the passes
+   * after it add at most about 25 nodes per forward node (casts, AUX,
+   * GRAD, BACKWARD), which keeps the whole graph under DST_MAX_IR_NODES */
+  DST_MAX_FORWARD_OPS = 750000,
 };
 
 _Noreturn void die_at(const char *file, int line, const char *fmt, ...)
@@ -444,7 +448,12 @@ void memplan_free(MemPlan *m);
 int64_t memplan_bytes(const IrNode *n);
 int64_t memplan_total(const MemPlan *m);
 const char *memplan_cat_name(MemCat c);
-void memplan_print(FILE *out, const IrGraph *g, const MemPlan *m);
+/* Prints the plan by category. ignored: NULL when the plan covers every
+ * setting of the layout, else the settings it leaves out ("tp = 2, pp =
+ * 2"), which the header then names instead of calling the plan exact. */
+void memplan_print(FILE *out, const IrGraph *g, const MemPlan *m, const char *ignored);
+/* "1.50 GiB", "12.00 KiB", "512 B". */
+void memplan_human(char *buf, size_t sz, int64_t b);
 
 /* ---------------------------------------------------------------- emit_c.c */
 
@@ -460,9 +469,22 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
 /* ---------------------------------------------------------------- build.c */
 
 int build_mkdirs(const char *dir);
+typedef enum {
+  BUILD_OK,
+  BUILD_NO_TOOL, /* the compiler or linker could not be started */
+  BUILD_FAILED,  /* it ran and failed (its messages went to stderr) */
+} BuildStatus;
 /* Compiles a generated C (or, for BACKEND_CUDA, .cu) file into an
- * executable; false on failure. */
-bool build_compile(const char *src, const char *exe, Backend backend, bool verbose);
+ * executable. */
+BuildStatus build_compile(const char *src, const char *exe, Backend backend, bool verbose);
+/* Whether BUILD_PROBE_BYTES can be written (and synced) in dir; else why
+ * (strerror). Tells a full disk or a file-size limit from a compiler bug
+ * after a failed build. */
+enum { BUILD_PROBE_BYTES = 8 << 20 };
+bool build_probe_writable(const char *dir, char *why, size_t whysz);
+/* The memory this process can use on this machine: physical memory, or a
+ * container's limit when lower; 0 when unknown. */
+int64_t build_machine_memory(void);
 /* Whether this dstc can build CUDA programs (nvcc was found when dst was
  * configured). */
 bool build_have_cuda(void);
@@ -470,6 +492,16 @@ bool build_have_cuda(void);
 bool build_have_cuda_runtime(void);
 /* Mixes the libraries and flags a program is built with into a hash. */
 uint64_t build_hash_inputs(uint64_t h, Backend backend);
+
+/* ---------------------------------------------------------------- cache.c */
+
+typedef enum { CACHE_OK, CACHE_MISSING, CACHE_DAMAGED } CacheState;
+/* Whether the cached program exists and its bytes match the hash recorded
+ * when it was built (CACHE_DAMAGED: why says what is wrong). */
+CacheState cache_check(const char *program, char *why, size_t whysz);
+/* Moves the freshly built program `built` to `program` and records its
+ * hash, both synced; false with why on failure. */
+bool cache_store(const char *built, const char *program, char *why, size_t whysz);
 
 /* ---------------------------------------------------------------- lower.c */
 

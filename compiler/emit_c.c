@@ -27,8 +27,13 @@
 
 #include "dstc.h"
 
-/* ZeRO-2/3 unit buffers one generated CUDA kernel may address (Slabs.u) */
-enum { KERNEL_MAX_UNITS = 8 }; /* the size of Slabs.u in cuda_prelude */
+/* ZeRO-2/3 unit buffers reach a generated CUDA kernel as arguments of
+ * its own, one per unit it addresses. A fused loop reads at most
+ * 2^MAX_CHAIN stored values (fuse.c), so this bound, which keeps the
+ * arguments well below CUDA's 4 KiB, is never reached. */
+enum { KERNEL_MAX_UNITS = 400 };
+/* Where kernel_end puts those arguments in the kernel's signature. */
+static const char kernel_units_mark[] = "/*UNITS*/";
 
 typedef struct {
   FILE *f;
@@ -63,8 +68,8 @@ typedef struct {
   FILE *kern;              /* the generated kernels, written before forward */
   FILE *host;              /* while a kernel is open: where its launch goes */
   FILE *kbody;             /* the open kernel's text */
-  char *kbuf;
-  size_t klen;
+  char *kbuf, *kbuf2;      /* the open kernel's text; kernel_end's rewrite of it */
+  size_t klen, klen2;
   const char *klaunch;     /* the open kernel's launch macro, blocks, name */
   int64_t kblocks;
   int kidx;
@@ -205,21 +210,24 @@ static void kernel_begin(Emit *e, const char *launch, int64_t blocks) {
   e->host = e->f;
   e->kbody = e->f = open_memstream(&e->kbuf, &e->klen);
   if (!e->f) die("out of memory");
-  fprintf(e->f, "static __global__ void node%u_%d(Slabs rs) {\n  const Slabs *r = &rs;\n", e->node, e->kidx);
+  fprintf(e->f, "static __global__ void node%u_%d(Slabs rs%s) {\n  const Slabs *r = &rs;\n", e->node, e->kidx,
+          kernel_units_mark);
 }
 
 /* ZeRO-2/3: the host's r->punit/r->gunit are not device memory, so the
- * unit buffers a kernel addresses (PU(u, off), GU(u, off) in its text) reach
- * it as Slabs.u[slot] (KU(slot, off)), filled at launch. The launch goes
- * after the body, which names the buffers it needs. */
+ * unit buffers a kernel addresses (PU(u, off), GU(u, off) in its text)
+ * reach it as arguments u0, u1, ... (KU(slot, off)), passed at launch. The
+ * launch goes after the body, which names the buffers it needs. */
 static void kernel_end(Emit *e) {
   fputs("}\n\n", e->f);
   fclose(e->kbody);
   e->kbody = NULL;
-  int unit[KERNEL_MAX_UNITS];
-  char kind[KERNEL_MAX_UNITS];
+  int *unit = arena_alloc(e->strs, sizeof(int) * KERNEL_MAX_UNITS);
+  char *kind = arena_alloc(e->strs, KERNEL_MAX_UNITS);
   int nunit = 0;
   const char *t = e->kbuf; /* written up to here */
+  FILE *body = open_memstream(&e->kbuf2, &e->klen2);
+  if (!body) die("out of memory");
   for (const char *at = e->kbuf; (at = strstr(at, "U(")) != NULL; at += 2) {
     bool macro = at > e->kbuf && (at[-1] == 'P' || at[-1] == 'G') &&
                  (at - 1 == e->kbuf || !(isalnum((unsigned char)at[-2]) || at[-2] == '_'));
@@ -235,14 +243,22 @@ static void kernel_end(Emit *e) {
       kind[slot] = at[-1];
       nunit++;
     }
-    fwrite(t, 1, (size_t)(at - 1 - t), e->kern);
-    fprintf(e->kern, "KU(%d", slot);
+    fwrite(t, 1, (size_t)(at - 1 - t), body);
+    fprintf(body, "KU(%d", slot);
     t = end; /* ", off)" follows */
     at = end - 2;
   }
-  fputs(t, e->kern);
+  fputs(t, body);
+  fclose(body);
+  /* the signature: one argument per unit buffer */
+  const char *mark = strstr(e->kbuf2, kernel_units_mark);
+  if (!mark) die("a generated kernel lost its signature");
+  fwrite(e->kbuf2, 1, (size_t)(mark - e->kbuf2), e->kern);
+  for (int k = 0; k < nunit; k++) fprintf(e->kern, ", char *u%d", k);
+  fputs(mark + strlen(kernel_units_mark), e->kern);
   free(e->kbuf);
-  e->kbuf = NULL;
+  free(e->kbuf2);
+  e->kbuf = e->kbuf2 = NULL;
   e->f = e->host;
   e->host = NULL;
   if (!nunit) {
@@ -1548,20 +1564,20 @@ static const char cuda_prelude[] =
     "typedef struct {\n"
     "  char *params, *grads, *arena, *data, *work;\n"
     "  bool acc;\n"
-    "  char *u[8]; /* ZeRO-2/3: the unit buffers a kernel addresses, as KU(slot, off) */\n"
     "} Slabs;\n"
-    "#define KU(slot, off) ((float *)(r->u[slot] + (off)))\n"
+    "/* ZeRO-2/3: the unit buffers a kernel addresses are its arguments u0, u1, ... */\n"
+    "#define KU(slot, off) ((float *)(u##slot + (off)))\n"
+    "#define SLABS Slabs{r->params, r->grads, r->arena, r->data, r->work, r->acc}\n"
     "#define LAUNCH_WITH(kernel, blocks, threads, ...)                               \\\n"
     "  do {                                                                          \\\n"
-    "    kernel<<<(blocks), threads, 0, STREAM>>>(                                   \\\n"
-    "        Slabs{r->params, r->grads, r->arena, r->data, r->work, r->acc, {__VA_ARGS__}}); \\\n"
+    "    kernel<<<(blocks), threads, 0, STREAM>>>(__VA_ARGS__);                      \\\n"
     "    KC_CHECK(cudaGetLastError());                                               \\\n"
     "  } while (0)\n"
     "/* elementwise kernels: 256 threads; column sums: 32 columns x 32 rows */\n"
-    "#define LAUNCH(kernel, blocks) LAUNCH_WITH(kernel, blocks, 256, NULL)\n"
-    "#define LAUNCH_COLS(kernel, blocks) LAUNCH_WITH(kernel, blocks, dim3(32, 32), NULL)\n"
-    "#define LAUNCH_UNITS(kernel, blocks, ...) LAUNCH_WITH(kernel, blocks, 256, __VA_ARGS__)\n"
-    "#define LAUNCH_COLS_UNITS(kernel, blocks, ...) LAUNCH_WITH(kernel, blocks, dim3(32, 32), __VA_ARGS__)\n"
+    "#define LAUNCH(kernel, blocks) LAUNCH_WITH(kernel, blocks, 256, SLABS)\n"
+    "#define LAUNCH_COLS(kernel, blocks) LAUNCH_WITH(kernel, blocks, dim3(32, 32), SLABS)\n"
+    "#define LAUNCH_UNITS(kernel, blocks, ...) LAUNCH_WITH(kernel, blocks, 256, SLABS, __VA_ARGS__)\n"
+    "#define LAUNCH_COLS_UNITS(kernel, blocks, ...) LAUNCH_WITH(kernel, blocks, dim3(32, 32), SLABS, __VA_ARGS__)\n"
     "#define PROF_BEGIN() \\\n"
     "  double prof_t0_ = r->prof ? (KC_CHECK(cudaStreamSynchronize(STREAM)), dst_prof_now()) : 0.0\n"
     "#define PROF_END(slot)                                                          \\\n"
@@ -1571,9 +1587,9 @@ static const char cuda_prelude[] =
     "  }\n"
     "#define CHECK_KC(call)                                                          \\\n"
     "  do {                                                                          \\\n"
-    "    int st_ = (call);                                                           \\\n"
-    "    if (st_ != KC_OK && !r->error)                                              \\\n"
-    "      r->error = st_ == KC_ERR_UNSUPPORTED ? \"cuBLASLt has no algorithm for a matmul\" \\\n"
+    "    int check_st_ = (call);                                                     \\\n"
+    "    if (check_st_ != KC_OK && !r->error)                                        \\\n"
+    "      r->error = check_st_ == KC_ERR_UNSUPPORTED ? \"cuBLASLt has no algorithm for a matmul\" \\\n"
     "                                           : \"a CUDA kernel rejected its shapes\"; \\\n"
     "  } while (0)\n\n";
 
@@ -1814,7 +1830,7 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
     for (int k = 0; k < ln->ndim; k++) fprintf(dm[DM_LOGITS], "%s%" PRId64, k ? ", " : "", ln->shape[k]);
     fputs("},\n", dm[DM_LOGITS]);
   } else {
-    fputs("  .logits_offset = -1,\n", dm[DM_LOGITS]);
+    fputs("  .logits_offset = -1, .logits_ndim = 0, .logits_shape = {0},\n", dm[DM_LOGITS]);
   }
   int64_t tokens = g->ninputs ? ir_numel(&g->nodes[g->inputs[0]]) : 1;
   fprintf(dm[DM_COUNT], "  .param_count = %" PRId64 ", .flops_per_token = %.17g,\n", count,

@@ -3,6 +3,7 @@
  * A graph is an arena array of IrNodes addressed by 32-bit ValIds; node 0 is
  * reserved as "none". Nodes are appended in a topological order (operands
  * before users), which the verifier checks. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "dstc.h"
@@ -189,5 +190,58 @@ bool ir_verify(const IrGraph *g, FILE *err) {
     fprintf(err, "ir: loss %%%u is not a scalar value of the graph\n", g->loss);
     ok = false;
   }
+  if (!ok) return false; /* the checks below follow operands */
+  /* Every forward value still has the shape and dtype its op gives its
+   * operands, whatever the passes rewrote (views keep the shape they were
+   * given; matmuls may have folded a transpose or a bias in). */
+  for (int i = 1; i <= g->nforward && i < g->n; i++) {
+    const IrNode *n = &g->nodes[i];
+    if (n->dead || n->op == OP_RESHAPE || n->op == OP_CAST || n->op == OP_MATMUL ||
+        (op_info[n->op].groups & GRP_SOURCE))
+      continue;
+    IrNode copy = *n;
+    char msg[256];
+    if (!shape_infer(g, &copy, msg, sizeof msg)) {
+      fprintf(err, "ir: %%%d (%s): %s\n", i, op_info[n->op].name, msg);
+      ok = false;
+      continue;
+    }
+    bool same = copy.ndim == n->ndim && copy.dtype == n->dtype;
+    for (int d = 0; same && d < n->ndim; d++) same = copy.shape[d] == n->shape[d];
+    if (!same) {
+      char want[128], have[128];
+      shape_format(want, sizeof want, copy.shape, copy.ndim);
+      shape_format(have, sizeof have, n->shape, n->ndim);
+      fprintf(err, "ir: %%%d (%s) is %s%s, but its operands make it %s%s\n", i, op_info[n->op].name,
+              dtype_name((DType)n->dtype), have, dtype_name((DType)copy.dtype), want);
+      ok = false;
+    }
+  }
+  /* A fused value is computed inline by its only reader, an elementwise
+   * loop of the forward graph over as many elements. */
+  int *readers = calloc((size_t)g->n, sizeof(int));
+  ValId *reader = calloc((size_t)g->n, sizeof(ValId));
+  if (!readers || !reader) die("out of memory");
+  for (int i = 1; i < g->n; i++) {
+    const IrNode *n = &g->nodes[i];
+    if (n->dead) continue;
+    for (uint32_t k = 0; k < n->nin; k++) {
+      readers[n->in[k]]++;
+      reader[n->in[k]] = (ValId)i;
+    }
+  }
+  for (int i = 1; i < g->n; i++) {
+    const IrNode *n = &g->nodes[i];
+    if (n->dead || !n->fused) continue;
+    const IrNode *u = readers[i] == 1 ? &g->nodes[reader[i]] : NULL;
+    if (!fuse_is_loop_op((OpKind)n->op) || !u || !u->nin || reader[i] > (ValId)g->nforward ||
+        !fuse_is_loop_op((OpKind)u->op) || ir_numel(u) != ir_numel(n) || (ValId)i == g->loss) {
+      fprintf(err, "ir: %%%d (%s) is fused, but not an elementwise value read once by an elementwise loop\n", i,
+              op_info[n->op].name);
+      ok = false;
+    }
+  }
+  free(readers);
+  free(reader);
   return ok;
 }

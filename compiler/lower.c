@@ -73,6 +73,7 @@ typedef struct {
   int depth;        /* instantiation depth */
   int64_t ninstances; /* layers instantiated so far, bounded */
   bool over_budget;   /* reported: stop instantiating */
+  bool over_nodes;    /* DST_MAX_FORWARD_OPS reached and reported */
   Node **repeats;   /* top-level repeat layers, for the pp check */
   int nrepeats, caprepeats;
 } Lower;
@@ -1132,9 +1133,30 @@ typedef struct {
   Value ret;
 } Flow;
 
+/* Whether the forward graph has reached DST_MAX_FORWARD_OPS (reported
+ * once, at the statement that crossed it). */
+static bool over_node_budget(Lower *L, const Node *s) {
+  if (L->g->n <= DST_MAX_FORWARD_OPS) return false;
+  if (!L->over_nodes) {
+    L->over_nodes = true;
+    lerr(L, s->loc, "the model's forward pass has more than %d operations, this compiler's limit; is a repeat "
+                    "count too large?", DST_MAX_FORWARD_OPS);
+  }
+  return true;
+}
+
 static void exec(Lower *L, Env *env, Inst *in, const NodeList *body, Flow *fl) {
   for (int i = 0; i < body->n && !fl->returned; i++) {
     Node *s = body->v[i];
+    if (over_node_budget(L, s)) { /* the rest evaluates to errors, quietly */
+      if (s->kind == N_ASSIGN)
+        for (int k = 0; k < s->list.n; k++) env_set(L, env, s->list.v[k]->name, verr);
+      if (s->kind == N_RETURN) {
+        fl->ret = verr;
+        fl->returned = true;
+      }
+      continue;
+    }
     switch (s->kind) {
     case N_ASSIGN: {
       Value v = eval(L, env, in, s->a);

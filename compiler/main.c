@@ -29,12 +29,40 @@ static const char usage_text[] =
     "  -o DIR               output directory of 'build'\n"
     "  --backend cpu|cuda   what the program of 'build' and 'run' runs on (default cpu);\n"
     "                       cuda writes CUDA C++ (<model>.cu) built with nvcc\n"
+    "  --mem-limit SIZE     memory one rank may use (e.g. 80GiB, 512M); plan, build and run\n"
+    "                       fail when the plan needs more (default for CPU programs: warn\n"
+    "                       when it exceeds this machine's memory)\n"
     "  --verbose-build      print the C compiler command\n"
     "  --color=WHEN         color diagnostics: auto, always, never\n"
     "  --help, --version\n"
     "\n"
     "exit status: 0 ok, 1 error in the input, 2 usage error, 70 internal error\n"
     "The stdlib is searched in $DST_STDLIB, else in the directory built in.\n";
+
+/* A byte count: digits with an optional fraction and unit: K, M, G, T
+ * (and KiB, MiB, GiB, TiB) are powers of 1024, KB, MB, GB, TB powers of
+ * 1000, B or nothing bytes. "80GiB", "1.5T", "512M". -1 when malformed or
+ * not positive or beyond 2^62. */
+static int64_t parse_size(const char *s) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || errno || !(v > 0)) return -1;
+  static const struct {
+    const char *unit;
+    double mul;
+  } units[] = {{"", 1},           {"B", 1},
+               {"K", 1024.0},     {"KiB", 1024.0},     {"KB", 1e3},
+               {"M", 1048576.0},  {"MiB", 1048576.0},  {"MB", 1e6},
+               {"G", 1073741824.0}, {"GiB", 1073741824.0}, {"GB", 1e9},
+               {"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {"TB", 1e12}};
+  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+    if (!strcmp(end, units[i].unit)) {
+      double b = v * units[i].mul;
+      return b >= 1 && b < 4.6e18 ? (int64_t)b : -1;
+    }
+  return -1;
+}
 
 static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, "dstc: error: ");
@@ -135,9 +163,54 @@ static void print_zero(Compilation *c, MemPlan *m) {
            (long long)pc->grad_accum.i, z >= 3 ? " and the parameters gathered" : "");
 }
 
+/* The settings of the layout that the plan and the generated programs do
+ * not carry out yet (checked by sema, but not planned): build and run
+ * refuse them, and the plan says that its figures leave them out. One
+ * list, so the two can never disagree. Returns how many are set; *text
+ * gets them as "tp = 2, pp = 2" (NULL when none). */
+static int unplanned_settings(Compilation *c, int *keys, const char **text) {
+  ParallelCfg *pc = &c->prog->par;
+  struct {
+    const char *key;
+    bool set;
+  } rules[] = {
+      {"tp", pc->tp.i != 1}, {"pp", pc->pp.i != 1}, {"ep", pc->ep.i != 1},
+      {"micro_batches", pc->micro_batches.i != 1},
+      {"precision", !strcmp(pc->precision.s, "fp16")}, /* needs dynamic loss scaling */
+      {"loss_scale", strcmp(pc->loss_scale.s, "auto") && strcmp(pc->loss_scale.s, "none")},
+      {"offload_optimizer", strcmp(pc->offload_optimizer.s, "none") != 0},
+      {"offload_params", strcmp(pc->offload_params.s, "none") != 0},
+      {"checkpoint", strcmp(pc->checkpoint.s, "none") != 0},
+      {"sequence_parallel", pc->sequence_parallel.i != 0},
+  };
+  int n = 0;
+  char buf[1024];
+  size_t len = 0;
+  buf[0] = 0;
+  for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
+    if (!rules[i].set) continue;
+    int k = sema_parallel_index(rules[i].key);
+    char v[64];
+    ConstVal cv = *((ConstVal *)&c->prog->par + k);
+    if (cv.kind == CV_STR) snprintf(v, sizeof v, "%s", cv.s); /* enum values read bare */
+    else const_format(v, sizeof v, cv);
+    if (keys) keys[n] = k;
+    n++;
+    int w = snprintf(buf + len, sizeof buf - len, "%s%s = %s", len ? ", " : "", rules[i].key, v);
+    if (w > 0 && (size_t)w < sizeof buf - len) len += (size_t)w;
+  }
+  if (text) *text = n ? arena_strdup(&c->arena, buf) : NULL;
+  return n;
+}
+
 static void print_plan(Compilation *c, MemPlan *m) {
+  const char *ignored;
   print_summary(c);
-  memplan_print(stdout, c->graph, m);
+  if (unplanned_settings(c, NULL, &ignored))
+    printf("note: %s %s checked but not planned yet: the figures below leave %s out, and 'build' and "
+           "'run' refuse this layout\n",
+           ignored, strchr(ignored, ',') ? "are" : "is", strchr(ignored, ',') ? "them" : "it");
+  memplan_print(stdout, c->graph, m, ignored);
   if (m->device_work)
     printf("  (the workspace holds the CUDA runtime's cuBLASLt workspace and norm scratch: %.2f MiB)\n",
            (double)m->device_work / (1 << 20));
@@ -167,42 +240,121 @@ static uint64_t hash_file(const char *path, uint64_t h) {
  * supported. */
 static bool check_backend_support(Compilation *c) {
   Program *p = c->prog;
-  ParallelCfg *pc = &p->par;
-  struct {
-    const char *key;
-    bool unsupported;
-  } rules[] = {
-      {"tp", pc->tp.i != 1}, {"pp", pc->pp.i != 1}, {"ep", pc->ep.i != 1},
-      {"micro_batches", pc->micro_batches.i != 1},
-      {"precision", !strcmp(pc->precision.s, "fp16")}, /* needs dynamic loss scaling */
-      {"loss_scale", strcmp(pc->loss_scale.s, "auto") && strcmp(pc->loss_scale.s, "none")},
-      {"offload_optimizer", strcmp(pc->offload_optimizer.s, "none") != 0},
-      {"offload_params", strcmp(pc->offload_params.s, "none") != 0},
-      {"checkpoint", strcmp(pc->checkpoint.s, "none") != 0},
-      {"sequence_parallel", pc->sequence_parallel.i != 0},
-  };
-  bool ok = true;
-  for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
-    if (!rules[i].unsupported) continue;
-    int k = sema_parallel_index(rules[i].key);
+  int keys[16];
+  int n = unplanned_settings(c, keys, NULL);
+  for (int i = 0; i < n; i++) {
+    int k = keys[i];
     char v[64];
     ConstVal cv = *((ConstVal *)&p->par + k);
-    if (cv.kind == CV_STR) snprintf(v, sizeof v, "%s", cv.s); /* enum values read bare */
+    if (cv.kind == CV_STR) snprintf(v, sizeof v, "%s", cv.s);
     else const_format(v, sizeof v, cv);
     const char *flag = p->par_from_flag[k];
     Diag *g = diag_error(&c->diag, flag ? (Loc){0} : p->par_loc[k],
                          "%s = %s is checked and planned, but this version's generated programs cannot run it yet",
-                         rules[i].key, v);
+                         parallel_key_names[k], v);
     if (flag) diag_note(&c->diag, g, (Loc){0}, "set by %s on the command line", flag);
     diag_note(&c->diag, g, (Loc){0}, "'dstc check' and 'dstc plan' accept it; 'build' and 'run' need the default");
-    ok = false;
   }
-  return ok;
+  return n == 0;
+}
+
+/* The plan's peak per rank against the memory it must fit in: an explicit
+ * --mem-limit (an error when exceeded: the user asked for that bound), else
+ * this machine's memory for CPU programs (a warning: the program may run
+ * elsewhere). `run` starts every rank here, so there all of them count.
+ * Returns false when an error was reported. */
+static bool check_fit(Compilation *c, const MemPlan *m, Backend be, int cmd, int64_t mem_limit) {
+  int64_t peak = memplan_total(m);
+  ParallelCfg *pc = &c->prog->par;
+  int64_t world = pc->dp.i * pc->tp.i * pc->pp.i * pc->ep.i;
+  char hp[32], hl[32], ht[32];
+  memplan_human(hp, sizeof hp, peak);
+  const char *ignored;
+  bool partial = unplanned_settings(c, NULL, &ignored) > 0;
+  if (mem_limit > 0) {
+    if (peak <= mem_limit) return true;
+    memplan_human(hl, sizeof hl, mem_limit);
+    Diag *g = diag_error(&c->diag, (Loc){0}, "the plan needs %s per rank (%lld bytes), more than --mem-limit %s",
+                         hp, (long long)peak, hl);
+    if (partial)
+      diag_note(&c->diag, g, (Loc){0}, "the plan leaves %s out (not planned yet)", ignored);
+    diag_note(&c->diag, g, (Loc){0}, "'dstc plan' shows where the memory goes by category");
+    return false;
+  }
+  if (be != BACKEND_CPU) return true; /* a GPU's memory is not this machine's: give --mem-limit */
+  int64_t mem = build_machine_memory();
+  if (mem <= 0) return true;
+  memplan_human(hl, sizeof hl, mem);
+  int64_t here = cmd == 3 ? peak * world : peak;
+  if (here <= mem) return true;
+  memplan_human(ht, sizeof ht, here);
+  Diag *g;
+  if (cmd == 3 && world > 1)
+    g = diag_warning(&c->diag, (Loc){0},
+                     "the plan needs %s per rank, %s for the %lld ranks 'run' starts on this machine, which has %s",
+                     hp, ht, (long long)world, hl);
+  else
+    g = diag_warning(&c->diag, (Loc){0}, "the plan needs %s per rank, more than this machine's %s of memory", hp, hl);
+  diag_note(&c->diag, g, (Loc){0}, "the program will run out of memory here; 'dstc plan' shows where it goes");
+  return true;
+}
+
+/* After the C (or CUDA) compiler failed on the source dstc wrote: a
+ * missing tool, or a directory that cannot take the program (a full disk,
+ * a file-size limit), is the environment's doing (exit 1, with the reason);
+ * anything else is a bug of dstc's (exit 70), and the source stays for the
+ * report. */
+static int build_failed(Compilation *c, BuildStatus st, const char *dir, const char *src, Backend be) {
+  const char *tool = be == BACKEND_CUDA ? "nvcc and the C compiler" : "the C compiler";
+  if (st == BUILD_NO_TOOL) {
+    diag_error(&c->diag, (Loc){0}, "cannot build %s: %s could not be run (see the message above)", src, tool);
+    return EXIT_INPUT;
+  }
+  char why[256];
+  const char *tmpdir = getenv("TMPDIR");
+  if (!build_probe_writable(dir, why, sizeof why)) {
+    diag_error(&c->diag, (Loc){0}, "cannot build the program in %s: %s", dir, why);
+    return EXIT_INPUT;
+  }
+  if (!build_probe_writable(tmpdir && *tmpdir ? tmpdir : "/tmp", why, sizeof why)) {
+    diag_error(&c->diag, (Loc){0}, "cannot build the program: the compiler's temporary directory %s: %s",
+               tmpdir && *tmpdir ? tmpdir : "/tmp", why);
+    return EXIT_INPUT;
+  }
+  die("%s failed on generated code %s (a bug in dstc: please report it with that file)", tool, src);
+}
+
+/* Writes the program's source to src; false (with the file and the
+ * reason) when it cannot be written completely. */
+static bool write_source(Compilation *c, MemPlan *m, const char *src, Backend be, bool *emitted) {
+  *emitted = false;
+  FILE *f = fopen(src, "w");
+  if (!f) {
+    diag_error(&c->diag, (Loc){0}, "cannot write %s: %s", src, strerror(errno));
+    return false;
+  }
+  *emitted = emit_c(f, c->prog, c->graph, m, c->path, be);
+  int e = 0;
+  if (fflush(f) != 0 || ferror(f)) e = errno ? errno : EIO;
+  if (fclose(f) != 0 && !e) e = errno;
+  if (e) {
+    diag_error(&c->diag, (Loc){0}, "cannot write %s: %s", src, strerror(e));
+    unlink(src);
+    return false;
+  }
+  return *emitted;
+}
+
+/* The cache directory of `run`: $XDG_CACHE_HOME/dst or ~/.cache/dst. */
+static void cache_dir(char *buf, size_t sz) {
+  const char *cache = getenv("XDG_CACHE_HOME");
+  const char *home = getenv("HOME");
+  snprintf(buf, sz, "%s%s/dst", cache && *cache ? cache : home ? home : "/tmp", cache && *cache ? "" : "/.cache");
 }
 
 /* plan, build, run: after the front end succeeded. */
 static int backend(Compilation *c, int cmd, Backend be, const char *outdir, bool verbose_build, char **args,
-                   int nargs, int np) {
+                   int nargs, int np, int64_t mem_limit, bool color) {
   MemPlan *m = memplan_build(c->graph, c->prog);
   if (cmd == 1) {
     /* emit into /dev/null so the workspace the emitter reserves is counted */
@@ -210,6 +362,7 @@ static int backend(Compilation *c, int cmd, Backend be, const char *outdir, bool
     bool ok = devnull && emit_c(devnull, c->prog, c->graph, m, c->path, be);
     if (devnull) fclose(devnull);
     if (ok) print_plan(c, m);
+    ok = ok && check_fit(c, m, be, cmd, mem_limit);
     memplan_free(m);
     return ok ? EXIT_OK : EXIT_INPUT;
   }
@@ -226,77 +379,81 @@ static int backend(Compilation *c, int cmd, Backend be, const char *outdir, bool
     return EXIT_INPUT;
   }
   const char *name = program_name(c);
-  char dir[4096];
-  if (cmd == 2) {
-    snprintf(dir, sizeof dir, "%s", outdir);
-  } else {
-    const char *cache = getenv("XDG_CACHE_HOME");
-    const char *home = getenv("HOME");
-    snprintf(dir, sizeof dir, "%s%s/dst/tmp-%d", cache && *cache ? cache : home ? home : "/tmp",
-             cache && *cache ? "" : "/.cache", (int)getpid());
-  }
+  char dir[4200], base[4096];
+  cache_dir(base, sizeof base);
+  if (cmd == 2) snprintf(dir, sizeof dir, "%s", outdir);
+  else snprintf(dir, sizeof dir, "%s/tmp-%d", base, (int)getpid());
   if (build_mkdirs(dir) != 0) {
-    diag_error(&c->diag, (Loc){0}, "cannot create directory %s", dir);
+    diag_error(&c->diag, (Loc){0}, "cannot create directory %s: %s", dir, strerror(errno));
     memplan_free(m);
     return EXIT_INPUT;
   }
-  char src[4200], exe[4200];
+  char src[4400], exe[4400];
   snprintf(src, sizeof src, "%s/%s.%s", dir, name, be == BACKEND_CUDA ? "cu" : "c");
   snprintf(exe, sizeof exe, "%s/%s", dir, name);
-  FILE *f = fopen(src, "w");
-  if (!f) {
-    diag_error(&c->diag, (Loc){0}, "cannot write %s", src);
-    memplan_free(m);
-    return EXIT_INPUT;
-  }
-  bool ok = emit_c(f, c->prog, c->graph, m, c->path, be);
-  ok = fclose(f) == 0 && ok;
+  bool emitted;
+  bool ok = write_source(c, m, src, be, &emitted);
+  /* the emitter reserves its workspace in the plan: check the fit after */
+  if (ok) ok = check_fit(c, m, be, cmd, mem_limit);
   memplan_free(m);
-  if (!ok) return EXIT_INPUT;
-  if (cmd == 3) {
-    /* The cache is keyed by the generated source: an unchanged model is not
-     * rebuilt. */
-    char keyed[4300];
-    const char *cache = getenv("XDG_CACHE_HOME");
-    const char *home = getenv("HOME");
-    char base[4096];
-    snprintf(base, sizeof base, "%s%s/dst", cache && *cache ? cache : home ? home : "/tmp",
-             cache && *cache ? "" : "/.cache");
-    /* the key covers what goes into the program: its source, the libraries
-     * it links and the flags it is compiled with */
-    uint64_t h = hash_file(src, 1469598103934665603ull);
-    h = build_hash_inputs(h, be);
-    snprintf(keyed, sizeof keyed, "%s/%s-%016llx", base, name, (unsigned long long)h);
-    if (access(keyed, X_OK) != 0) {
-      if (!build_compile(src, exe, be, verbose_build))
-        die("the %s compiler failed on generated code %s", be == BACKEND_CUDA ? "CUDA" : "C", src);
-      if (rename(exe, keyed) != 0) die("cannot move %s to %s", exe, keyed);
+  if (!ok) {
+    if (cmd == 3) {
+      unlink(src);
+      rmdir(dir);
     }
-    unlink(src);
-    rmdir(dir);
-    char **argv = calloc((size_t)nargs + 10, sizeof *argv);
-    if (!argv) die("out of memory");
-    int a = 0;
-    char npbuf[32];
-    if (world > 1) { /* one process per rank, through MPI's launcher */
-      snprintf(npbuf, sizeof npbuf, "%lld", (long long)world);
-      argv[a++] = "mpirun";
-      argv[a++] = "-np";
-      argv[a++] = npbuf;
-      argv[a++] = "--oversubscribe";
-      if (geteuid() == 0) argv[a++] = "--allow-run-as-root";
-    }
-    argv[a++] = keyed;
-    for (int i = 0; i < nargs; i++) argv[a++] = args[i];
-    fflush(stdout);
-    execvp(argv[0], argv);
-    diag_error(&c->diag, (Loc){0}, "cannot run %s: %s", argv[0], strerror(errno));
     return EXIT_INPUT;
   }
-  if (!build_compile(src, exe, be, verbose_build))
-    die("the %s compiler failed on generated code %s", be == BACKEND_CUDA ? "CUDA" : "C", src);
-  printf("built %s\n", exe);
-  return EXIT_OK;
+  if (cmd == 2) {
+    BuildStatus st = build_compile(src, exe, be, verbose_build);
+    if (st != BUILD_OK) return build_failed(c, st, dir, src, be);
+    printf("built %s\n", exe);
+    return EXIT_OK;
+  }
+  /* run: the cache is keyed by the generated source and what it is built
+   * with, so an unchanged model is not rebuilt; a cached program is run
+   * only when its bytes are the ones built (cache.c) */
+  uint64_t h = hash_file(src, 1469598103934665603ull);
+  h = build_hash_inputs(h, be);
+  char keyed[4400], why[512];
+  snprintf(keyed, sizeof keyed, "%s/%s-%016llx", base, name, (unsigned long long)h);
+  CacheState cs = cache_check(keyed, why, sizeof why);
+  if (cs == CACHE_DAMAGED)
+    fprintf(stderr, "dstc: note: the cached program %s is damaged (%s); building it again\n", keyed, why);
+  if (cs != CACHE_OK) {
+    BuildStatus st = build_compile(src, exe, be, verbose_build);
+    if (st != BUILD_OK) return build_failed(c, st, dir, src, be);
+    if (!cache_store(exe, keyed, why, sizeof why)) {
+      diag_error(&c->diag, (Loc){0}, "cannot store the built program in the cache: %s", why);
+      unlink(exe);
+      unlink(src);
+      rmdir(dir);
+      return EXIT_INPUT;
+    }
+  }
+  unlink(src);
+  rmdir(dir);
+  char **argv = calloc((size_t)nargs + 10, sizeof *argv);
+  if (!argv) die("out of memory");
+  int a = 0;
+  char npbuf[32];
+  if (world > 1) { /* one process per rank, through MPI's launcher */
+    snprintf(npbuf, sizeof npbuf, "%lld", (long long)world);
+    argv[a++] = "mpirun";
+    argv[a++] = "-np";
+    argv[a++] = npbuf;
+    argv[a++] = "--oversubscribe";
+    if (geteuid() == 0) argv[a++] = "--allow-run-as-root";
+  }
+  argv[a++] = keyed;
+  for (int i = 0; i < nargs; i++) argv[a++] = args[i];
+  /* what dstc printed (warnings) goes out before the program's output */
+  diag_print(&c->diag, stderr, color);
+  c->diag.head = c->diag.tail = NULL;
+  fflush(stdout);
+  fflush(stderr);
+  execvp(argv[0], argv);
+  diag_error(&c->diag, (Loc){0}, "cannot run %s: %s", argv[0], strerror(errno));
+  return EXIT_INPUT;
 }
 
 int main(int argc, char **argv) {
@@ -337,6 +494,7 @@ int main(int argc, char **argv) {
   bool verbose = false, dump_ast = false, werror = false, verbose_build = false;
   const char *dump_ir = NULL, *outdir = NULL;
   int np = 0;
+  int64_t mem_limit = 0;
   Backend be = BACKEND_CPU;
   char **prog_args = NULL;
   int nprog_args = 0;
@@ -364,6 +522,14 @@ int main(int argc, char **argv) {
       if (!strcmp(v, "cpu")) be = BACKEND_CPU;
       else if (!strcmp(v, "cuda")) be = BACKEND_CUDA;
       else return usage_error("--backend must be cpu or cuda, not '%s'", v);
+      continue;
+    }
+    if (!strcmp(a, "--mem-limit") || !strncmp(a, "--mem-limit=", 12)) {
+      const char *v = a[11] ? a + 12 : i + 1 < argc ? argv[++i] : NULL;
+      if (!v) return usage_error("--mem-limit needs a size, e.g. --mem-limit 80GiB%s", "");
+      mem_limit = parse_size(v);
+      if (mem_limit < 0)
+        return usage_error("--mem-limit: '%s' is not a size (bytes, or a number with K, M, G, T, KiB.., KB..)", v);
       continue;
     }
     if (!strcmp(a, "--verbose-build")) {
@@ -460,8 +626,9 @@ int main(int argc, char **argv) {
       /* warnings first: `run` replaces this process with the program */
       diag_print(&c.diag, stderr, color);
       c.diag.head = c.diag.tail = NULL;
-      rc = backend(&c, known, be, outdir, verbose_build, prog_args, nprog_args, np);
+      rc = backend(&c, known, be, outdir, verbose_build, prog_args, nprog_args, np, mem_limit, color);
     }
+    fflush(stdout); /* what was printed comes before what it is warned about */
     diag_print(&c.diag, stderr, color);
     if (rc == EXIT_OK && diag_failed(&c.diag)) rc = EXIT_INPUT;
     if (rc == EXIT_OK && verbose) print_summary(&c);

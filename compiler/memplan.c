@@ -192,7 +192,7 @@ const char *memplan_cat_name(MemCat c) {
   return c < MEM__COUNT ? names[c] : "?";
 }
 
-static void human(char *buf, size_t sz, int64_t b) {
+void memplan_human(char *buf, size_t sz, int64_t b) {
   if (b >= (int64_t)1 << 30) snprintf(buf, sz, "%.2f GiB", (double)b / (1 << 30));
   else if (b >= (int64_t)1 << 20) snprintf(buf, sz, "%.2f MiB", (double)b / (1 << 20));
   else if (b >= 1024) snprintf(buf, sz, "%.2f KiB", (double)b / 1024);
@@ -205,15 +205,18 @@ int64_t memplan_total(const MemPlan *m) {
   return t;
 }
 
-void memplan_print(FILE *out, const IrGraph *g, const MemPlan *m) {
-  fprintf(out, "memory per rank (static plan; the run allocates exactly this):\n");
+void memplan_print(FILE *out, const IrGraph *g, const MemPlan *m, const char *ignored) {
+  if (ignored)
+    fprintf(out, "memory per rank (static plan that ignores %s: not what a run of this layout needs):\n", ignored);
+  else
+    fprintf(out, "memory per rank (static plan; the run allocates exactly this):\n");
   for (int c = MEM_PARAMS; c < MEM__COUNT; c++) {
     char h[32];
-    human(h, sizeof h, m->bytes[c]);
+    memplan_human(h, sizeof h, m->bytes[c]);
     fprintf(out, "  %-16s %12lld bytes  %10s\n", memplan_cat_name((MemCat)c), (long long)m->bytes[c], h);
   }
   char h[32];
-  human(h, sizeof h, memplan_total(m));
+  memplan_human(h, sizeof h, memplan_total(m));
   fprintf(out, "  %-16s %12lld bytes  %10s\n", "peak", (long long)memplan_total(m), h);
   /* Where the activation peak is reached, and what is live there. */
   int64_t best = -1, at = -1;

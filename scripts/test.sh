@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: a normal build (warnings are errors) and an
+# The whole test suite: a normal build (warnings are errors, the IR
+# verifier on after every pass) and an
 # ASan+UBSan build, each running every CTest test, then a short fuzzing run
 # of the front end.
 # Usage (fresh Debian, as root): bash scripts/test.sh
@@ -26,7 +27,7 @@ run_ctest() {
 
 status=0
 echo "== normal build"
-cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDST_WERROR=ON > /dev/null
+cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDST_WERROR=ON -DDST_VERIFY_IR=ON > /dev/null
 cmake --build build-test -j"$jobs"
 run_ctest build-test || status=1
 
