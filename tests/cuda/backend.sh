@@ -52,6 +52,35 @@ build)
   expect bf16-cast 0 'kc_cast_f32_to_bf16' -- grep -F 'kc_cast_f32_to_bf16(H(' "$tmp/b/gpt.cu"
   expect bf16-llama-zero3 0 'built .*/llama$' -- "$dstc" "${llama[@]}" -fprecision=bf16 -fdp=2 -fzero=3 -o "$tmp/lb"
   expect fp16 1 'precision = fp16 is checked' -- "$dstc" "${gpt[@]}" -fprecision=fp16 -o "$tmp/h"
+  # One fused loop reading nine parameters, each its own ZeRO-3 unit: the
+  # kernel takes nine unit buffers (any number: they are its arguments)
+  cat > "$tmp/nine.dst" <<'DST'
+import "nn.dst";
+config { batch = 2; seq = 4; dim = 512; }
+model Nine {
+  input tokens: i32[batch, seq];
+  input targets: i32[batch, seq];
+  layer emb = Embedding(256, dim, std = 0.5);
+  param a: f32[1, seq, dim] = normal(0.1);
+  param b: f32[1, seq, dim] = normal(0.1);
+  param c: f32[1, seq, dim] = normal(0.1);
+  param d: f32[1, seq, dim] = normal(0.1);
+  param e: f32[1, seq, dim] = normal(0.1);
+  param f: f32[1, seq, dim] = normal(0.1);
+  param g: f32[1, seq, dim] = normal(0.1);
+  param h: f32[1, seq, dim] = normal(0.1);
+  param i: f32[1, seq, dim] = normal(0.1);
+  layer head = Linear(dim, 256);
+  forward {
+    y = ((emb(tokens) + a) + (b + c)) + ((d + e) + (f + g)) + (h + i);
+    minimize cross_entropy(head(y), targets);
+  }
+}
+DST
+  expect nine-units 0 'built .*/nine$' -- "$dstc" build --backend cuda "$tmp/nine.dst" -fdp=2 -fzero=3 -fbucket_mb=0.001 \
+    -o "$tmp/n9"
+  expect nine-units-args 0 'char \*u8\)' -- grep -E '__global__ void node[0-9_]*\(Slabs rs(, char \*u[0-9]+)+\)' \
+    "$tmp/n9/nine.cu"
   echo "backend.sh build: $pass passed, $fail failed"
   ;;
 run)
