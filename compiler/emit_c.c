@@ -81,6 +81,7 @@ typedef struct {
   int64_t scratch_work, scratch_bytes; /* kernel scratch (norm and attention backward) */
   int64_t device_work_off;             /* workspace offset of the CUDA runtime's buffers */
   int64_t lowp_work;       /* C backend: workspace offset where 16-bit GEMM operands are widened */
+  int64_t loop_in;         /* the inner size of the elementwise loop being written */
 } Emit;
 
 /* How a backward rule writes operand k's gradient. A parameter gradient is
@@ -289,30 +290,85 @@ static void kernel_close(Emit *e) {
 /* ------------------------------------------------------------ elementwise */
 
 /* How an operand of an elementwise op is indexed inside the loop nest
- * "for o < outer, for j < inner" over the output (i = o * inner + j). */
-typedef enum { IDX_FULL, IDX_SCALAR, IDX_INNER, IDX_CONST } IdxKind;
+ * "for o < outer, for j < inner" over the output (flat position
+ * o * in + j): as the output, one element, the output's trailing dims
+ * (index j), a constant, or any other broadcast (IDX_GENERAL: its index
+ * is computed from the flat position, see general_index). */
+typedef enum { IDX_FULL, IDX_SCALAR, IDX_INNER, IDX_CONST, IDX_GENERAL } IdxKind;
 
 static IdxKind index_kind(const IrNode *x, const IrNode *out, int64_t *inner) {
   if (x->op == OP_CONST) return IDX_CONST;
   if (numel(x) == numel(out)) return IDX_FULL;
   if (numel(x) == 1) return IDX_SCALAR;
-  /* x's shape (leading 1s dropped) must equal out's trailing dims */
+  /* x's shape (leading 1s dropped) equals out's trailing dims */
   int xd = 0;
   while (xd < x->ndim && x->shape[xd] == 1) xd++;
   int k = x->ndim - xd;
-  if (k > out->ndim) return IDX_FULL; /* cannot happen for valid shapes */
+  if (k > out->ndim) return IDX_GENERAL; /* cannot happen for valid shapes */
   for (int i = 0; i < k; i++)
-    if (x->shape[xd + i] != out->shape[out->ndim - k + i]) return (IdxKind)-1;
+    if (x->shape[xd + i] != out->shape[out->ndim - k + i]) return IDX_GENERAL;
   *inner = numel(x);
   return IDX_INNER;
 }
 
-static const char *operand(Emit *e, ValId v, IdxKind k) {
+/* The dims of out, innermost first, grouped in runs that x either keeps
+ * (its size there is out's) or broadcasts (size 1 where out's is not);
+ * dims of size 1 in out belong to no run. Each run has its size, its
+ * stride in out, in x (kept runs) and in the broadcast space (broadcast
+ * runs: the positions of out that map to one element of x). */
+typedef struct {
+  bool kept;
+  int64_t size, ostride, xstride, rstride;
+} Run;
+
+static int broadcast_runs(const IrNode *x, const IrNode *out, Run *runs) {
+  int n = 0;
+  int64_t ostride = 1, xstride = 1, rstride = 1;
+  for (int d = out->ndim - 1; d >= 0; d--) {
+    int xi = x->ndim - (out->ndim - d);
+    int64_t os = out->shape[d], xs = xi >= 0 ? x->shape[xi] : 1;
+    if (os == 1) continue;
+    bool kept = xs == os;
+    if (n > 0 && runs[n - 1].kept == kept && runs[n - 1].ostride * runs[n - 1].size == ostride) {
+      runs[n - 1].size *= os;
+    } else {
+      runs[n++] = (Run){kept, os, ostride, kept ? xstride : 0, kept ? 0 : rstride};
+    }
+    ostride *= os;
+    if (kept) xstride *= os;
+    else rstride *= os;
+  }
+  return n;
+}
+
+/* "(a / b % c) * d" with the trivial parts left out; outermost: no % c. */
+static const char *coord_term(Emit *e, const char *pos, int64_t div, int64_t mod, bool outermost, int64_t mul) {
+  const char *c = div == 1 ? pos : S(e, "%s / %" PRId64, pos, div);
+  if (!outermost) c = S(e, "%s %% %" PRId64, c, mod);
+  return mul == 1 ? S(e, "(%s)", c) : S(e, "(%s) * %" PRId64, c, mul);
+}
+
+/* The index into x (broadcast to out's shape) of the output element at the
+ * flat position o * in + j. */
+static const char *general_index(Emit *e, const IrNode *x, const IrNode *out) {
+  Run runs[DST_MAX_DIMS];
+  int n = broadcast_runs(x, out, runs);
+  const char *idx = NULL;
+  for (int k = 0; k < n; k++) {
+    if (!runs[k].kept) continue;
+    const char *t = coord_term(e, "(o * in + j)", runs[k].ostride, runs[k].size, k == n - 1, runs[k].xstride);
+    idx = idx ? S(e, "%s + %s", idx, t) : t;
+  }
+  return idx ? idx : "0";
+}
+
+static const char *operand(Emit *e, ValId v, IdxKind k, const IrNode *out) {
   const IrNode *x = N(e, v);
   switch (k) {
   case IDX_CONST: return fl(e, x->fattr[0]);
   case IDX_FULL: return S(e, "%s[o * in + j]", P(e, v));
   case IDX_SCALAR: return S(e, "%s[0]", P(e, v));
+  case IDX_GENERAL: return S(e, "%s[%s]", P(e, v), general_index(e, x, out));
   default: return S(e, "%s[j]", P(e, v));
   }
 }
@@ -320,20 +376,14 @@ static const char *operand(Emit *e, ValId v, IdxKind k) {
 /* Chooses the loop nest for an elementwise op over `out` with operands
  * xs; returns false when some operand broadcasts in a way the two-level
  * nest cannot express. */
-static bool plan_loops(Emit *e, const IrNode *out, const ValId *xs, int nx, IdxKind *kinds,
-                       int64_t *inner) {
-  *inner = 0;
+static int64_t plan_loops(Emit *e, const IrNode *out, const ValId *xs, int nx) {
+  int64_t inner = 0;
   for (int i = 0; i < nx; i++) {
     int64_t in = 0;
-    kinds[i] = index_kind(N(e, xs[i]), out, &in);
-    if ((int)kinds[i] < 0) return false;
-    if (kinds[i] == IDX_INNER) {
-      if (*inner && *inner != in) return false;
-      *inner = in;
-    }
+    if (index_kind(N(e, xs[i]), out, &in) == IDX_INNER && !inner) inner = in;
   }
-  if (!*inner) *inner = numel(out);
-  return true;
+  /* operands with another inner size are indexed as IDX_GENERAL */
+  return inner ? inner : numel(out);
 }
 
 static void loop_open(Emit *e, int64_t total, int64_t inner) {
@@ -412,8 +462,10 @@ static void count_leaves(Emit *e, ValId v, int *n) {
 static const char *expr_of(Emit *e, ValId v, const IrNode *out) {
   const IrNode *x = N(e, v);
   if (!x->fused) {
-    int64_t inner;
-    return operand(e, v, index_kind(x, out, &inner));
+    int64_t inner = 0;
+    IdxKind k = index_kind(x, out, &inner);
+    if (k == IDX_INNER && inner != e->loop_in) k = IDX_GENERAL;
+    return operand(e, v, k, out);
   }
   const char *a = expr_of(e, x->in[0], out);
   if (x->nin == 2) return S(e, "(%s %s %s)", a, binary_op((OpKind)x->op), expr_of(e, x->in[1], out));
@@ -426,14 +478,9 @@ static void emit_elementwise(Emit *e, ValId id) {
   int nloads = 0;
   for (uint32_t k = 0; k < n->nin; k++) count_leaves(e, n->in[k], &nloads);
   ValId *loads = arena_alloc(e->strs, sizeof(ValId) * (size_t)(nloads + 1));
-  IdxKind *kinds = arena_alloc(e->strs, sizeof(IdxKind) * (size_t)(nloads + 1));
   nloads = 0;
   for (uint32_t k = 0; k < n->nin; k++) leaves(e, n->in[k], loads, &nloads);
-  int64_t inner;
-  if (!plan_loops(e, n, loads, nloads, kinds, &inner)) {
-    unsupported(e, n, "this broadcasting pattern (only trailing-dimension broadcasts)");
-    return;
-  }
+  int64_t inner = e->loop_in = plan_loops(e, n, loads, nloads);
   const char *a = expr_of(e, n->in[0], n), *body;
   if (n->nin == 2) body = S(e, "%s %s %s", a, binary_op((OpKind)n->op), expr_of(e, n->in[1], n));
   else body = subst(e, unary_expr((OpKind)n->op), a);
@@ -474,6 +521,39 @@ static void emit_column_sum(Emit *e, int64_t outer, int64_t in, const char *expr
   fprintf(e->f, "      for (int64_t j = jb; j < je; j++) %s\n    }\n  }\n", st);
 }
 
+/* gx[q] += the sum of expr over the output positions that x's element q
+ * is broadcast to, for any broadcast: one thread per element of x, which
+ * walks those positions in increasing order (summing in double), so the
+ * result does not depend on the thread count. expr reads the flat output
+ * position as o * in + j (o = 0, in = 1 here); rb counts the positions. */
+static void emit_general_sum(Emit *e, ValId gx, const IrNode *x, const IrNode *out, const char *expr, WriteMode w) {
+  Run runs[DST_MAX_DIMS];
+  int n = broadcast_runs(x, out, runs);
+  int64_t nq = numel(x), nr = numel(out) / nq;
+  const char *pos = NULL;
+  int last_kept = -1, last_bcast = -1;
+  for (int k = 0; k < n; k++) *(runs[k].kept ? &last_kept : &last_bcast) = k;
+  for (int k = 0; k < n; k++) {
+    const Run *r = &runs[k];
+    const char *c = coord_term(e, r->kept ? "q" : "rb", r->kept ? r->xstride : r->rstride, r->size,
+                               k == (r->kept ? last_kept : last_bcast), r->ostride);
+    pos = pos ? S(e, "%s + %s", pos, c) : c;
+  }
+  const char *st = store(e, w, S(e, "%s[q]", P(e, gx)), "(float)acc");
+  if (e->cuda) {
+    kernel_open(e, nq);
+    fputs("    const int64_t q = t;\n", e->f);
+  } else {
+    fprintf(e->f, "  #pragma omp parallel for if (%" PRId64 " >= 32768)\n", numel(out));
+    fprintf(e->f, "  for (int64_t q = 0; q < %" PRId64 "; q++) {\n", nq);
+  }
+  fprintf(e->f, "    double acc = 0;\n    for (int64_t rb = 0; rb < %" PRId64 "; rb++) {\n", nr);
+  fprintf(e->f, "      const int64_t o = 0, in = 1, j = %s;\n      (void)o;\n      (void)in;\n", pos ? pos : "0");
+  fprintf(e->f, "      acc += %s;\n    }\n    %s\n", expr, st);
+  if (e->cuda) kernel_close(e);
+  else fputs("  }\n", e->f);
+}
+
 /* grad_x += expr, where x may broadcast: when x is smaller than the output,
  * the output positions that map to one element of x are summed in a fixed
  * order by the thread that owns that element. */
@@ -496,11 +576,11 @@ static void emit_accumulate(Emit *e, ValId gx, ValId x, const IrNode *out, const
     fprintf(e->f, "    for (int64_t j = 0; j < in; j++) { const int64_t o = 0; %s }\n  }\n", st);
     return;
   }
-  if (k == IDX_SCALAR) inner = 1;
-  else if ((int)k < 0) {
-    unsupported(e, out, "the gradient of this broadcasting pattern");
+  if (k == IDX_GENERAL) {
+    emit_general_sum(e, gx, xn, out, expr, w);
     return;
   }
+  if (k == IDX_SCALAR) inner = 1;
   emit_column_sum(e, numel(out) / inner, inner, expr, P(e, gx), w);
 }
 
@@ -513,7 +593,7 @@ static const char *at(Emit *e, ValId v, const IrNode *out) {
                          the other operand may be full: index it by
                          o * in + j only when shapes agree */
     return S(e, "%s[(o * in + j) %% %" PRId64 "]", P(e, v), inner);
-  return operand(e, v, k);
+  return operand(e, v, k, out);
 }
 
 static void emit_elementwise_backward(Emit *e, ValId bid, const IrNode *b) {

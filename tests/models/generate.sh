@@ -152,6 +152,38 @@ train { steps = 1; }
 EOF
 }
 
+# broadcast_all: a [B, H, T, D] value times a parameter of every shape that
+# broadcasts to it (each dim either kept or 1: all 16 patterns, trailing,
+# leading, middle and mixed), plus keepdim reductions over each dim.
+broadcast_all() {
+  local dims=(batch 3 seq 4) shape i d
+  {
+    header BroadcastAll 2 3 12
+    for ((i = 0; i < 16; i++)); do
+      shape=()
+      for ((d = 0; d < 4; d++)); do
+        if (((i >> (3 - d)) & 1)); then shape+=("${dims[d]}"); else shape+=(1); fi
+      done
+      shape=${shape[*]}
+      echo "  param p$i: f32[${shape// /, }] = normal(0.4);"
+    done
+    echo "  layer head = Linear(dim, 256);"
+    echo "  forward {"
+    echo "    x = reshape(emb(tokens), [batch, seq, 3, 4]);      // [B, T, 3, 4]"
+    echo "    x = transpose(x, 1, 2);                            // [B, 3, T, 4]"
+    echo "    y = x * 0.5;"
+    for ((i = 0; i < 16; i++)); do echo "    y = y + x * p$i;"; done
+    for ((d = 0; d < 4; d++)); do
+      echo "    y = y - mean(y, dim = $d, keepdim = true) * 0.$((d + 2));"
+    done
+    echo "    y = y / (sum(exp(y * 0.3), dim = 2, keepdim = true) + max(y, dim = 1, keepdim = true) * 0.1 + 2.0);"
+    echo "    minimize cross_entropy(head(reshape(transpose(y, 1, 2), [batch, seq, dim])), targets);"
+    echo "  }"
+    echo "}"
+    echo "train { steps = 1; }"
+  } > "$out/grad_gen_broadcast_all.dst"
+}
+
 # every_op: one model that uses every operation of compiler/ops.def that a
 # .dst file can reach (the test suite checks that none is missing).
 every_op() {
@@ -191,5 +223,6 @@ EOF
 for n in 17 33; do concat_wide "$n"; done
 for n in 9 24; do fused_tree "$n"; done
 many_params 64
+broadcast_all
 deep 6
 every_op
