@@ -531,6 +531,7 @@ struct Program {
   ParallelCfg par;
   Loc par_loc[64];        /* where each parallel key was set (0 = default) */
   const char *par_from_flag[64]; /* the -f text when a flag set it */
+  bool par_given[64];     /* a valid value was given (file or flag), not the default */
   TrainCfg train_cfg;
   IrGraph *graph;
 };

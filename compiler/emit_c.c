@@ -82,6 +82,7 @@ typedef struct {
   int64_t device_work_off;             /* workspace offset of the CUDA runtime's buffers */
   int64_t lowp_work;       /* C backend: workspace offset where 16-bit GEMM operands are widened */
   int64_t loop_in;         /* the inner size of the elementwise loop being written */
+  int zero_inflight;       /* ZeRO-2/3: reduce-scatters in flight before the oldest is waited for */
 } Emit;
 
 /* How a backward rule writes operand k's gradient. A parameter gradient is
@@ -1337,6 +1338,9 @@ static void plan_buckets(Emit *e, const Program *p) {
   for (int i = 0; i < g->n; i++) e->bucket_at[i] = -1;
   e->nbuckets = 0;
   if (p->par.dp.i <= 1 || !g->grad_of) return;
+  /* without overlap, gradients are reduced in one piece after the backward
+   * pass (ZeRO-2/3 still need their units, reduced one by one) */
+  if (!p->par.overlap_comm.i && !e->zgrads) return;
   int *last = calloc((size_t)g->n, sizeof(int));
   Ready *r = malloc(sizeof(Ready) * (size_t)(g->nparams + 1));
   e->buckets = malloc(sizeof *e->buckets * (size_t)(g->nparams + 1));
@@ -1489,7 +1493,7 @@ static Chunk capture(Emit *e, ValId id, int slot) {
  *    reduce-scatter has finished; at most ZERO_INFLIGHT reduce-scatters are
  *    in flight (a later one waits for the oldest), and all have finished
  *    when the backward pass ends. */
-enum { ZERO_INFLIGHT = 2 };
+enum { ZERO_INFLIGHT = 2 }; /* 0 with overlap_comm = false: each waits at once */
 typedef struct {
   int *first_f, *last_f, *first_b, *last_b, *first_g, *last_g; /* node ids; 0: none */
   int *fetch, nfetch_fwd, nfetch, cursor;
@@ -1561,7 +1565,7 @@ static void zero_hook(Emit *e, ZeroSched *z, int kind, int u) {
     if (z->glive > z->gpeak) z->gpeak = z->glive;
   } else { /* Z_GRAD_READY */
     z->inflight[z->ninflight++] = u;
-    if (z->ninflight > ZERO_INFLIGHT) {
+    if (z->ninflight > e->zero_inflight) {
       z->glive -= unit_buf_bytes(e, z->inflight[0]);
       memmove(z->inflight, z->inflight + 1, sizeof(int) * (size_t)--z->ninflight);
     }
@@ -1690,6 +1694,7 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
   e.world = (int)p->par.dp.i;
   e.zgrads = p->par.dp.i > 1 && p->par.zero.i >= 2 && g->grad_of;
   e.zparams = e.zgrads && p->par.zero.i >= 3;
+  e.zero_inflight = p->par.overlap_comm.i ? ZERO_INFLIGHT : 0;
   plan_overwrites(&e);
   plan_buckets(&e, p);
   if (e.zgrads) {
@@ -1898,7 +1903,7 @@ bool emit_c(FILE *f, Program *p, IrGraph *g, MemPlan *m, const char *source_name
           m->bytes[MEM_OPTSTATE]);
   fprintf(dm[DM_PLAN], "  .planned_bytes = %" PRId64 ", .shard_bytes = %" PRId64 ", .zero_pbuf_bytes = %" PRId64
                        ", .zero_gbuf_bytes = %" PRId64 ", .zero_inflight = %d,\n",
-          memplan_total(m), m->zero_shard, m->zero_pbuf, m->zero_gbuf, ZERO_INFLIGHT);
+          memplan_total(m), m->zero_shard, m->zero_pbuf, m->zero_gbuf, e.zero_inflight);
   fprintf(dm[DM_FETCH], "  .fetch = fetch, .nfetch_fwd = %d, .nfetch = %d,\n", zs.nfetch_fwd, zs.nfetch);
   fprintf(dm[DM_TABLES], "  .params = params, .nparams = %d, .inputs = inputs, .ninputs = %d,\n", g->nparams,
           g->ninputs);

@@ -1110,6 +1110,7 @@ static void check_parallel(Program *p) {
       }
       *par_slot(&p->par, k) = v;
       p->par_loc[k] = kv->nloc;
+      p->par_given[k] = true;
     }
   }
   for (int i = 0; i < p->opts.nflags; i++) {
@@ -1126,6 +1127,7 @@ static void check_parallel(Program *p) {
     *par_slot(&p->par, k) = v;
     p->par_from_flag[k] = arena_printf(p->arena, "-f%s=%s", s->key, s->value);
     p->par_loc[k] = (Loc){0}; /* the file's setting no longer applies */
+    p->par_given[k] = true;
     s->used = true;
   }
 
@@ -1167,6 +1169,36 @@ static void check_parallel(Program *p) {
                  (long long)c->zero.i);
   if (c->sequence_parallel.i && c->tp.i == 1)
     diag_warning(d, WHERE(sequence_parallel), "sequence_parallel needs tp > 1 to have an effect");
+  /* Keys set in the file or by a flag that this layout gives nothing to
+   * do: a warning each, so that no setting is silently ignored. */
+  bool fp16 = !strcmp(c->precision.s, "fp16");
+  bool nvme = !strcmp(c->offload_optimizer.s, "nvme") || !strcmp(c->offload_params.s, "nvme");
+  bool reduces = c->dp.i > 1; /* gradients are reduced across ranks */
+  const struct {
+    const char *key;
+    bool idle;
+    const char *why;
+  } idle[] = {
+      {"schedule", c->pp.i == 1, "without pipeline stages (pp = 1)"},
+      {"virtual_stages", c->pp.i == 1 && c->virtual_stages.i > 1, "without pipeline stages (pp = 1)"},
+      {"bucket_mb", !reduces, "without data parallelism (dp = 1): no gradients are reduced"},
+      {"bucket_mb", reduces && c->zero.i == 1,
+       "at zero = 1, whose gradients are reduce-scattered in one piece after the backward pass"},
+      {"bucket_mb", reduces && c->zero.i == 0 && !c->overlap_comm.i,
+       "with overlap_comm = false: the gradients are all-reduced in one piece after the backward pass"},
+      {"overlap_comm", !reduces, "without data parallelism (dp = 1): no gradients are reduced"},
+      {"overlap_comm", reduces && c->zero.i == 1 && c->overlap_comm.i,
+       "at zero = 1, whose gradients are reduce-scattered after the backward pass"},
+      {"nvme_path", !nvme, "without NVMe offload (offload_optimizer or offload_params = nvme)"},
+      {"loss_scale_value", !fp16 && strcmp(c->loss_scale.s, "static") && strcmp(c->loss_scale.s, "dynamic"),
+       "without loss scaling (precision = fp16, or loss_scale = static or dynamic)"},
+  };
+  for (size_t i = 0; i < sizeof idle / sizeof idle[0]; i++) {
+    int k = sema_parallel_index(idle[i].key);
+    if (!p->par_given[k] || !idle[i].idle) continue;
+    Diag *g = diag_warning(d, p->par_loc[k], "%s has no effect %s", idle[i].key, idle[i].why);
+    if (p->par_from_flag[k]) diag_note(d, g, (Loc){0}, "set by %s on the command line", p->par_from_flag[k]);
+  }
 #undef WHERE
 }
 

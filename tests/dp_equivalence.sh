@@ -18,16 +18,21 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 source "$here/tests/mpi_env.sh"
 steps=20
-# batch dp grad_accum zero bucket_mb; the first of each batch size is the reference
+# batch dp grad_accum zero bucket_mb [overlap_comm]; the first of each batch size is the reference
 layouts=("8 1 1 0 25")
 for dp in 1 2 4; do for ga in 1 2; do for z in 0 1 2 3; do
   [[ $dp == 1 && $ga == 1 && $z == 0 ]] || layouts+=("8 $dp $ga $z 25")
 done; done; done
 layouts+=("8 2 1 0 0.02" "8 4 2 1 0.05" "8 2 1 2 0.02" "8 4 2 3 0.02" "12 1 1 0 25" "12 3 1 3 25" "12 3 2 2 25")
-run() { # batch dp ga zero bucket_mb
+# without overlap: one all-reduce after the backward pass (zero 0), each
+# unit's reduce-scatter waited for at once (zero 2, 3)
+layouts+=("8 2 1 0 25 false" "8 2 2 2 0.02 false" "8 4 1 3 0.02 false")
+run() { # batch dp ga zero bucket_mb [overlap_comm]
+  local overlap=()
+  [[ -n ${6:-} ]] && overlap=(-foverlap_comm=$6)
   "$dstc" run "$here/examples/gpt.dst" -D batch=$1 -D seq=32 -D layers=2 -fdp=$2 -fgrad_accum=$3 -fzero=$4 \
-    -fbucket_mb=$5 -- --data "$here/tests/data/tiny.txt" --steps $steps --quiet --threads 1 \
-    --loss-log "$tmp/l$1-$2-$3-$4-$5.log" > "$tmp/out" 2>&1 ||
+    -fbucket_mb=$5 "${overlap[@]}" -- --data "$here/tests/data/tiny.txt" --steps $steps --quiet --threads 1 \
+    --loss-log "$tmp/l$1-$2-$3-$4-$5${6:-}.log" > "$tmp/out" 2>&1 ||
     { cat "$tmp/out"; echo "FAIL: batch=$1 dp=$2 grad_accum=$3 zero=$4 bucket_mb=$5 run failed"; exit 1; }
   grep -q "^memory: planned \([0-9]*\) bytes.*allocated \1 bytes" "$tmp/out" ||
     { grep memory "$tmp/out"; echo "FAIL: batch=$1 dp=$2 zero=$4: the run did not allocate what the plan says"; exit 1; }
@@ -37,14 +42,14 @@ for l in "${layouts[@]}"; do
   set -- $l
   run "$@"
   ref=$(ls "$tmp"/l$1-1-1-0-25.log)
-  [[ "$2 $3 $4 $5" == "1 1 0 25" ]] && continue
-  awk -v l="batch=$1 dp=$2 grad_accum=$3 zero=$4 bucket_mb=$5" -v steps=$steps 'NR == FNR { a[FNR] = $1; next }
+  [[ "$2 $3 $4 $5 ${6:-}" == "1 1 0 25 " ]] && continue
+  awk -v l="batch=$1 dp=$2 grad_accum=$3 zero=$4 bucket_mb=$5 ${6:+overlap_comm=$6}" -v steps=$steps 'NR == FNR { a[FNR] = $1; next }
     { d = $1 - a[FNR]; if (d < 0) d = -d; r = d / (a[FNR] < 0 ? -a[FNR] : a[FNR]);
       if (r > worst) worst = r; n++ }
     END { printf "%s: %d steps, worst relative difference %.2e\n", l, n, worst;
-          exit !(n == steps && worst <= 1e-5) }' "$ref" "$tmp/l$1-$2-$3-$4-$5.log" ||
-    { echo "FAIL: batch=$1 dp=$2 grad_accum=$3 zero=$4 bucket_mb=$5 differs from one rank";
-      paste "$ref" "$tmp/l$1-$2-$3-$4-$5.log"; exit 1; }
+          exit !(n == steps && worst <= 1e-5) }' "$ref" "$tmp/l$1-$2-$3-$4-$5${6:-}.log" ||
+    { echo "FAIL: batch=$1 dp=$2 grad_accum=$3 zero=$4 bucket_mb=$5 ${6:-} differs from one rank";
+      paste "$ref" "$tmp/l$1-$2-$3-$4-$5${6:-}.log"; exit 1; }
   passed=$((passed + 1))
 done
 # --dump under ZeRO 1-3 (shards gathered) against ZeRO 0 (every rank holds all)
