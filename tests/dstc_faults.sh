@@ -80,5 +80,28 @@ model Big {
 DST
 expect too-many-ops 1 "big.dst:4:16: error: the model's forward pass has more than [0-9]+ operations" -- "$dstc" check big.dst
 
+# --- no valid model reaches an internal error, on either backend, under
+# any data-parallel layout (plan runs the whole back end but the C compiler)
+bash "$here/tests/models/generate.sh" gen
+internal=0 planned=0
+for m in "$here"/examples/*.dst "$here"/tests/models/*.dst gen/*.dst; do
+  for be in cpu cuda; do
+    for layout in "" "-fdp=2 -fzero=1" "-fdp=2 -fzero=2 -fbucket_mb=0.001" "-fdp=2 -fzero=3 -fbucket_mb=0.001" \
+      "-fdp=4 -fzero=3 -fgrad_accum=2 -fprecision=bf16 -fbucket_mb=0.001" "-fdp=2 -foverlap_comm=false"; do
+      # shellcheck disable=SC2086
+      "$dstc" plan --backend $be "$m" $layout > plan.out 2>&1
+      rc=$?
+      planned=$((planned + 1))
+      if [[ $rc == 70 || $rc -gt 128 ]]; then
+        internal=$((internal + 1))
+        bad "dstc plan --backend $be $m $layout: status $rc"
+        head -5 plan.out
+      fi
+    done
+  done
+done
+if [[ $internal == 0 ]]; then ok; fi
+echo "($planned plans, $internal internal errors)"
+
 echo "dstc faults: $pass passed, $fail failed"
 [[ $fail == 0 ]]
