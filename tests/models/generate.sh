@@ -60,14 +60,17 @@ concat_wide() {
   } > "$out/grad_gen_concat_wide$n.dst"
 }
 
-# fused_tree N: N full-size parameters summed and multiplied in a balanced
-# tree of elementwise ops (one fused loop reading all of them), then a left
-# chain longer than the fusion depth, through every elementwise op.
+# fused_tree N SHAPE DIM: N parameters of SHAPE added and subtracted in a
+# balanced tree of elementwise ops, then a left chain longer than the
+# fusion depth, through every elementwise op. Full-size parameters make one
+# fused loop read all of them; [1, seq, dim] ones are full-size per rank
+# under dp = 2 (each its own ZeRO unit at bucket_mb = 0.001 when dim is
+# large enough) and broadcast over the batch on one rank.
 fused_tree() {
-  local n=$1
+  local n=$1 shape=$2 dim=$3
   {
-    header "FusedTree$n" 2 3 6
-    for ((i = 0; i < n; i++)); do echo "  param a$i: f32[batch, seq, dim] = normal(0.3);"; done
+    header "FusedTree$n" 2 3 "$dim"
+    for ((i = 0; i < n; i++)); do echo "  param a$i: f32[$shape] = normal(0.3);"; done
     echo "  layer head = Linear(dim, 256);"
     echo "  forward {"
     echo "    x = emb(tokens);"
@@ -77,10 +80,11 @@ fused_tree() {
     while ((${#level[@]} > 1)); do
       next=()
       for ((i = 0; i + 1 < ${#level[@]}; i += 2)); do
-        case $((op++ % 3)) in
+        # sums and differences: their backward reads no operand, so the
+        # whole tree stays one fused loop
+        case $((op++ % 2)) in
         0) next+=("(${level[i]} + ${level[i + 1]})") ;;
-        1) next+=("(${level[i]} * ${level[i + 1]})") ;;
-        2) next+=("(${level[i]} - ${level[i + 1]})") ;;
+        1) next+=("(${level[i]} - ${level[i + 1]})") ;;
         esac
       done
       ((${#level[@]} % 2)) && next+=("${level[${#level[@]} - 1]}")
@@ -221,7 +225,8 @@ EOF
 }
 
 for n in 17 33; do concat_wide "$n"; done
-for n in 9 24; do fused_tree "$n"; done
+fused_tree 9 "1, seq, dim" 96
+fused_tree 24 "batch, seq, dim" 6
 many_params 64
 broadcast_all
 deep 6
