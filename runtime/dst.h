@@ -32,8 +32,11 @@ extern "C" {
 /* Size of every caller-provided error buffer (char err[DST_ERR_LEN]). */
 #define DST_ERR_LEN 256
 
-/* Exit statuses of a generated program (same contract as dstc). */
-enum { DST_EXIT_INPUT = 1, DST_EXIT_INTERNAL = 70 };
+/* Exit statuses of a generated program (same contract as dstc): 1 for the
+ * user's input, 2 for a bad command line, 70 for internal bugs, and
+ * 128 + the signal (130 for SIGINT, 143 for SIGTERM), the shell's
+ * convention, when a signal stopped training after a step. */
+enum { DST_EXIT_INPUT = 1, DST_EXIT_USAGE = 2, DST_EXIT_INTERNAL = 70, DST_EXIT_SIGNAL = 128 };
 
 /* ------------------------------------------------------------- dst_log.c */
 
@@ -66,6 +69,17 @@ _Noreturn void dst_check_failed(const char *file, int line, const char *cond, co
  * so stdout stays free for the program's own output. A newline is added. */
 void dst_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void dst_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* An "error: " line that does not exit: for a failure reported at the end
+ * of work that went on (the caller chooses the exit status). */
+void dst_log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A progress line is a line on a terminal that the program rewrites in
+ * place ("\r\033[K..." without a newline). dst_log_progress(true) says one
+ * is showing on stdout; dst_log_end_progress() clears it (if one shows)
+ * so that what is printed next starts on its own line. Every message of
+ * this section, and the job-ending messages of dst_comm, call it first. */
+void dst_log_progress(bool showing);
+void dst_log_end_progress(void);
 
 /* ----------------------------------------------------------- dst_alloc.c */
 
@@ -268,6 +282,12 @@ typedef enum {
  * ranks are disjoint and together cover the global batch, and the data a
  * rank sees does not depend on anything but (pos, B, T, rank, world).
  *
+ * The file is read, never mapped: dst_data_next reads this rank's windows
+ * with pread, so the loader holds one window of memory whatever the file's
+ * size, and a file truncated while training is a located error rather
+ * than a SIGBUS. Opening makes one streaming pass over the file (format,
+ * largest token, token frequencies) through a bounded buffer.
+ *
  * Only pos is state: save it with a checkpoint and assign it back to
  * resume. Every other field is read-only after dst_data_open. */
 typedef struct {
@@ -276,11 +296,14 @@ typedef struct {
   uint64_t ntokens;         /* tokens in the file */
   uint32_t vocab;           /* 256 for text, 65536 for shards */
   uint32_t max_token;       /* largest token id present, checked vs model vocab */
+  double entropy;           /* nats per token of the tokens' frequencies: the
+                               loss of the best model that ignores context */
   int B, T, rank, world;
-  const uint8_t *bytes;     /* text: the tokens */
-  const uint16_t *tokens;   /* shard: the tokens (after the header) */
-  void *map;                /* the mmap of the whole file */
-  size_t map_len;
+  int fd;                   /* the open file */
+  uint64_t data_offset;     /* byte offset of token 0 (the shard header's size) */
+  uint64_t file_bytes;      /* the file's size when it was opened */
+  unsigned token_bytes;     /* 1 for text, 2 for shards */
+  unsigned char *window;    /* one window of T+1 tokens as read */
   char path[512];           /* for messages; truncated if longer */
 } DstDataLoader;
 
@@ -293,8 +316,21 @@ DstDataLoader *dst_data_open(const char *path, int B, int T, int rank, int world
                              char err[DST_ERR_LEN]);
 void dst_data_close(DstDataLoader *dl);
 /* Fills inputs and targets, each (B,T) row-major, with this rank's part of
- * the next global batch and advances pos past the whole global batch. */
-void dst_data_next(DstDataLoader *dl, int32_t *inputs, int32_t *targets);
+ * the next global batch and advances pos past the whole global batch.
+ * Returns false with a message naming the file (pos unchanged) when the
+ * file cannot be read any more, e.g.
+ *   data.txt: the file is now 100 bytes, it had 9000 when training
+ *   started: it was truncated or replaced while training */
+bool dst_data_next(DstDataLoader *dl, int32_t *inputs, int32_t *targets, char err[DST_ERR_LEN]);
+/* True when every token of the file is below limit (a model reads them as
+ * ids of a table of `limit` rows). Otherwise false with the first token
+ * that is not, its value, its offset in tokens and the limit, e.g.
+ *   data.bin: token 50257 at token offset 1234 is outside the model's
+ *   vocabulary: input 'idx' takes ids below 50257
+ * where `reader` ("input 'idx'") says who imposes the limit. Costs a pass
+ * over the file only when max_token >= limit. */
+bool dst_data_check_ids(const DstDataLoader *dl, uint32_t limit, const char *reader,
+                        char err[DST_ERR_LEN]);
 /* Back to the start of the data (pos = 0), e.g. before each validation. */
 void dst_data_reset(DstDataLoader *dl);
 /* Global batches in one pass over the data before the first wrap (at

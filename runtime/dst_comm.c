@@ -9,6 +9,7 @@
  * queries, so a rank that is itself blocked can still say where it is.
  */
 #include <limits.h>
+#include <math.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -100,8 +101,12 @@ static void parse_timeout_env(void) {
   if (!v || !*v) return;
   char *end;
   double t = strtod(v, &end);
-  if (*end != '\0' || !(t >= 0) || t > 1e9)
+  if (end == v || *end != '\0' || isnan(t))
     dst_fatal("DST_COMM_TIMEOUT='%s' is not a number of seconds (0 turns the watchdog off)", v);
+  /* 1e9 s is 31 years: beyond it (or overflowing to inf) the user means
+   * "forever", which is 0, and saying so beats a silent clamp */
+  if (t < 0 || t > 1e9)
+    dst_fatal("DST_COMM_TIMEOUT='%s' is out of range: give seconds from 0 to 1e9 (0 turns the watchdog off)", v);
   g_timeout = t;
 }
 
@@ -425,16 +430,19 @@ static void describe_state(char *buf, size_t cap, size_t *n, const DstCommState 
 /* Prints why r did not complete and ends the job. */
 static _Noreturn void watchdog_fire(const DstCommReq *r, double waited) {
   DstComm *c = r->comm;
-  char msg[4096];
+  /* The way out ends every watchdog message, however long the rest. */
+  static const char hint[] = "; set DST_COMM_TIMEOUT=SECONDS to wait longer, 0 to wait forever";
+  char msg[4096 + sizeof hint];
+  const size_t body = 4096;
   size_t n = 0;
   bool p2p = r->peer >= 0;
   if (p2p)
-    append(msg, sizeof msg, &n, "comm watchdog: %s %s rank %d (p2p #%llu)", r->op,
+    append(msg, body, &n, "comm watchdog: %s %s rank %d (p2p #%llu)", r->op,
            strcmp(r->op, "send") == 0 ? "to" : "from", r->peer, (unsigned long long)r->seq);
   else
-    append(msg, sizeof msg, &n, "comm watchdog: %s #%llu", r->op, (unsigned long long)r->seq);
-  if (r->label) append(msg, sizeof msg, &n, " ['%s']", r->label);
-  append(msg, sizeof msg, &n,
+    append(msg, body, &n, "comm watchdog: %s #%llu", r->op, (unsigned long long)r->seq);
+  if (r->label) append(msg, body, &n, " ['%s']", r->label);
+  append(msg, body, &n,
          " on group '%s' (%d ranks, this is rank %d) did not complete in %.1f s", c->name, c->size,
          c->rank, waited);
   /* Ask the members (or the peer) where they are. */
@@ -460,21 +468,22 @@ static _Noreturn void watchdog_fire(const DstCommReq *r, double waited) {
       late++;
       if (shown == 8) continue;
       const char *lead = late > 1 ? "," : p2p ? "; peer" : "; not arrived:";
-      append(msg, sizeof msg, &n, "%s rank %d (world %d): ", lead, grank[i], who[i]);
+      append(msg, body, &n, "%s rank %d (world %d): ", lead, grank[i], who[i]);
       shown++;
       if (!got[i]) {
-        append(msg, sizeof msg, &n, "no reply (computing outside dst_comm, hung, or dead)");
+        append(msg, body, &n, "no reply (computing outside dst_comm, hung, or dead)");
         continue;
       }
       if (!p2p)
-        append(msg, sizeof msg, &n, "issued %lld collectives on '%s', ", (long long)st[i].issued,
+        append(msg, body, &n, "issued %lld collectives on '%s', ", (long long)st[i].issued,
                c->name);
-      describe_state(msg, sizeof msg, &n, &st[i]);
+      describe_state(msg, body, &n, &st[i]);
     }
-    if (late > shown) append(msg, sizeof msg, &n, ", and %d more", late - shown);
+    if (late > shown) append(msg, body, &n, ", and %d more", late - shown);
     if (!p2p && late == 0)
-      append(msg, sizeof msg, &n, "; every rank has issued it (stuck inside the backend)");
+      append(msg, body, &n, "; every rank has issued it (stuck inside the backend)");
   }
+  append(msg, sizeof msg, &n, "%s", hint);
   dst_comm_abort(DST_EXIT_INTERNAL, msg);
 }
 
@@ -532,6 +541,7 @@ void dst_comm_wait(DstCommReq *r) { dst_comm_wait_all(r, 1); }
 
 void dst_comm_exit_all(int status, const char *msg) {
   int rank = g_be ? g_world->rank : 0;
+  dst_log_end_progress();
   if (rank == 0 && msg) {
     fprintf(stderr, "%s\n", msg);
   }
@@ -542,12 +552,13 @@ void dst_comm_exit_all(int status, const char *msg) {
 }
 
 void dst_comm_abort(int status, const char *msg) {
-  char line[4200];
+  char line[4400];
   int rank = dst_log_rank();
   if (rank >= 0)
     snprintf(line, sizeof line, "[rank %d] error: %s\n", rank, msg);
   else
     snprintf(line, sizeof line, "error: %s\n", msg);
+  dst_log_end_progress();
   fputs(line, stderr);
   fflush(stdout);
   fflush(stderr);

@@ -34,8 +34,8 @@
  * other members of the group what they are doing (a side channel that
  * every waiting rank serves while it polls), prints one
  * "error: comm watchdog: ..." line naming the collective, its group, its
- * sequence number and the ranks that have not arrived, then aborts the whole
- * job with status 70.
+ * sequence number and the ranks that have not arrived, and ending with how
+ * to change the timeout, then aborts the whole job with status 70.
  *
  * A rank that dies (a signal, exit without dst_comm_finalize, a non-zero
  * exit status) ends the whole job under Open MPI's mpirun: mpirun sees its
@@ -44,6 +44,9 @@
  * mpirun exits 137 (1 for an exit(1)). Waits poll (MPI_Test, sched_yield,
  * 50 us naps), so nothing blocks that signal. Under launchers that do not
  * do this (srun without --kill-on-bad-exit) the watchdog ends the others.
+ * The training driver catches SIGTERM to stop after the current step; a
+ * survivor cannot finish it without the dead rank, so there it is the
+ * SIGKILL that follows that ends it (about 4 s after the death).
  *
  * Threads: call dst_comm from the main thread only (MPI_THREAD_FUNNELED).
  *

@@ -1,10 +1,13 @@
 /* dst_io.c: read-only file mapping shared by the file readers.
  *
  * Readers map whole files rather than reading them so that opening a
- * multi-gigabyte checkpoint or token shard costs no copy and no memory
- * beyond the page cache; the bytes are then validated in place. Only
- * regular files are accepted, so a directory or FIFO gives a clear message
- * rather than a confusing read error later.
+ * multi-gigabyte checkpoint costs no copy and no memory beyond the page
+ * cache; the bytes are then validated in place. Only regular files are
+ * accepted, so a directory or FIFO gives a clear message rather than a
+ * confusing read error later. Mapped files are read once, at load; the
+ * training data, read for the whole run (and so exposed to being
+ * truncated by another process, which turns a touch of the mapping into
+ * SIGBUS), is read with pread instead (dst_data.c).
  */
 #include <errno.h>
 #include <fcntl.h>

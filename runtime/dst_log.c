@@ -5,6 +5,8 @@
  * one buffer and written with a single fputs, so lines of different ranks
  * sharing a terminal interleave whole rather than character by character.
  * Exit statuses follow dstc: 1 for the user's input, 70 for internal bugs.
+ * A message never glues onto a progress line the driver keeps on the
+ * terminal: it clears that line first (dst_log_end_progress).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,6 +15,20 @@
 #include "dst.h"
 
 static int log_rank = -1; /* < 0: no "[rank N] " prefix */
+static bool progress;     /* a progress line (no newline yet) shows on stdout */
+
+void dst_log_progress(bool showing) { progress = showing; }
+
+/* Clears the progress line rather than ending it with a newline: the
+ * message takes its place, and the next step redraws progress below. The
+ * clear goes through stdout and is flushed before anything reaches stderr,
+ * so on a shared terminal it lands first. */
+void dst_log_end_progress(void) {
+  if (!progress) return;
+  progress = false;
+  fputs("\r\033[K", stdout);
+  fflush(stdout);
+}
 
 void dst_log_set_rank(int rank) { log_rank = rank; }
 
@@ -36,6 +52,7 @@ static void emit(const char *kind, const char *where, const char *fmt, va_list a
   if (n >= sizeof line - 1) n = sizeof line - 2;
   line[n] = '\n';
   line[n + 1] = '\0';
+  dst_log_end_progress();
   fputs(line, stderr);
   fflush(stderr);
 }
@@ -79,5 +96,12 @@ void dst_log_warn(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   emit("warning: ", "", fmt, ap);
+  va_end(ap);
+}
+
+void dst_log_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  emit("error: ", "", fmt, ap);
   va_end(ap);
 }

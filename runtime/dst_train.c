@@ -7,6 +7,10 @@
  * clipping, learning-rate schedule, optimizer update, logging, evaluation.
  * It stops with a located message on a non-finite loss or bad data, and can
  * save the parameters, check gradients by finite differences, and sample.
+ * Before the first step it checks every path it will write and every token
+ * of the data against the model's vocabulary; SIGTERM and SIGINT stop it
+ * after a step, the same on every rank, with a checkpoint when
+ * checkpointing is on and status 128 + the signal (docs/running.md).
  *
  * Data: the model's first input receives windows of T tokens (B, T); the
  * second receives their next-token targets, either (B, T) or, for a (B)
@@ -17,6 +21,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -91,7 +97,40 @@ typedef struct {
   const char *data, *val_data, *init, *save, *loss_log, *dump, *ckpt_dir, *resume;
   int64_t steps, seed, log_every, eval_every, sample, threads, save_every, keep;
   bool check_grads, quiet, profile;
+  bool ckpt_dir_given; /* --checkpoint-dir on the command line */
 } Options;
+
+/* Room for a message that names a path or two and a reason. */
+enum { MSG_LEN = 1024 };
+
+/* snprintf for messages: a message longer than its buffer is cut, which
+ * is acceptable for a message (and keeps the compiler's truncation
+ * analysis, meant for data, out of diagnostics). */
+static void fmt_cut(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fmt_cut(char *buf, size_t n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, n, fmt, ap);
+  va_end(ap);
+}
+
+/* A line of the lead rank on stdout, never glued onto a progress line. */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...) {
+  dst_log_end_progress();
+  va_list ap;
+  va_start(ap, fmt);
+  vprintf(fmt, ap);
+  va_end(ap);
+}
+
+/* The most --threads accepts: beyond any machine's cores, below what
+ * OpenMP and OpenBLAS can start without failing in odd ways. */
+enum { MAX_THREADS = 4096 };
+/* The most --steps (and the other step counts) accept: no run gets near
+ * it, and step arithmetic (step * grad_accum * dp, ...) stays far from
+ * overflowing int64. */
+#define MAX_STEPS 1000000000000000LL
 
 static void usage(const DstModel *m, FILE *f) {
   fprintf(f,
@@ -100,35 +139,49 @@ static void usage(const DstModel *m, FILE *f) {
           "  --data FILE            training tokens: a text file (bytes) or an llm.c token shard\n"
           "  --val-data FILE        validation tokens (default: none)\n"
           "  --steps N              optimizer steps (default from the .dst file: %lld)\n"
-          "  --seed S               initialization seed (default %lld)\n"
+          "  --seed S               initialization seed, 0 .. 2^63-1 (default %lld)\n"
           "  --init FILE            start from the parameters in a safetensors file\n"
           "  --save FILE            write the trained parameters as safetensors\n"
           "  --log-every N          print a line every N steps (default %lld)\n"
           "  --eval-every N         validation loss every N steps (default %lld)\n"
           "  --sample N             generate N tokens after training (language models)\n"
-          "  --threads N            CPU threads (default: all cores)\n"
+          "  --threads N            CPU threads, 1 .. %d (default: all cores)\n"
           "  --loss-log FILE        write each step's loss, full precision, one per line\n"
           "  --dump FILE            after the first forward/backward, write the inputs, the\n"
           "                         loss, the logits and every gradient (grad.NAME) as safetensors\n"
           "  --check-grads          compare gradients with finite differences and exit\n"
-          "  --checkpoint-dir DIR   where checkpoints go (default: checkpoints)\n"
+          "  --checkpoint-dir DIR   where checkpoints go (default: checkpoints); given without\n"
+          "                         --save-every, a checkpoint is written only when a signal\n"
+          "                         stops the run. A new run (no --resume) refuses a directory\n"
+          "                         that holds checkpoints already\n"
           "  --save-every N         a checkpoint every N steps and at the end (default from the\n"
           "                         .dst file: %lld; 0 = none)\n"
           "  --keep K               checkpoints kept (default 3; older ones are removed)\n"
           "  --resume PATH          continue from a checkpoint (a step-N directory, or the\n"
           "                         checkpoint directory for its latest)\n"
           "  --quiet                no per-step lines\n"
-          "  --profile              time every operation; print where a step's time goes\n",
+          "  --profile              time every operation; print where a step's time goes\n"
+          "Signals: SIGTERM or SIGINT (what schedulers send before preempting a job) stop\n"
+          "training after the current step, on every rank at the same step; a checkpoint is\n"
+          "written when checkpointing is on. A second signal exits at once.\n"
+          "Environment: DST_COMM_TIMEOUT=SECONDS how long a rank waits in a collective\n"
+          "before the watchdog ends the job (default 300; 0 waits forever).\n"
+          "Exit status: 0 done, 1 error in the input (data, files, checkpoints), 2 bad\n"
+          "command line, 70 internal error, 130 stopped by SIGINT, 143 stopped by SIGTERM.\n",
           "PROGRAM", m->name, m->source, (long long)m->steps, (long long)m->seed, (long long)m->log_every,
-          (long long)m->eval_every, (long long)m->save_every);
+          (long long)m->eval_every, MAX_THREADS, (long long)m->save_every);
 }
 
-static int64_t parse_count(const char *flag, const char *v, int64_t lo) {
+/* An integer option in [lo, hi]; anything else (not a number, trailing
+ * characters, out of range or overflowing int64) is a usage error. */
+static int64_t parse_count(const char *flag, const char *v, int64_t lo, int64_t hi) {
   char *end;
+  errno = 0;
   long long x = strtoll(v, &end, 10);
-  if (!*v || *end || x < lo) {
-    fprintf(stderr, "error: %s needs an integer >= %lld, not '%s'\n", flag, (long long)lo, v);
-    exit(2);
+  if (!*v || *end || errno == ERANGE || x < lo || x > hi) {
+    fprintf(stderr, "error: %s needs an integer from %lld to %lld, not '%s'\n", flag, (long long)lo, (long long)hi,
+            v);
+    exit(DST_EXIT_USAGE);
   }
   return x;
 }
@@ -143,7 +196,7 @@ static Options parse_args(const DstModel *m, int argc, char **argv) {
   do {                                                               \
     if (!v) {                                                        \
       fprintf(stderr, "error: %s needs a value\n", a);               \
-      exit(2);                                                       \
+      exit(DST_EXIT_USAGE);                                          \
     }                                                                \
     i++;                                                             \
   } while (0)
@@ -156,31 +209,80 @@ static Options parse_args(const DstModel *m, int argc, char **argv) {
     else if (!strcmp(a, "--save")) { VALUE(); o.save = v; }
     else if (!strcmp(a, "--loss-log")) { VALUE(); o.loss_log = v; }
     else if (!strcmp(a, "--dump")) { VALUE(); o.dump = v; }
-    else if (!strcmp(a, "--checkpoint-dir")) { VALUE(); o.ckpt_dir = v; }
+    else if (!strcmp(a, "--checkpoint-dir")) { VALUE(); o.ckpt_dir = v; o.ckpt_dir_given = true; }
     else if (!strcmp(a, "--resume")) { VALUE(); o.resume = v; }
-    else if (!strcmp(a, "--save-every")) { VALUE(); o.save_every = parse_count(a, v, 0); }
-    else if (!strcmp(a, "--keep")) { VALUE(); o.keep = parse_count(a, v, 1); }
-    else if (!strcmp(a, "--steps")) { VALUE(); o.steps = parse_count(a, v, 0); }
-    else if (!strcmp(a, "--seed")) { VALUE(); o.seed = parse_count(a, v, 0); }
-    else if (!strcmp(a, "--log-every")) { VALUE(); o.log_every = parse_count(a, v, 1); }
-    else if (!strcmp(a, "--eval-every")) { VALUE(); o.eval_every = parse_count(a, v, 0); }
-    else if (!strcmp(a, "--sample")) { VALUE(); o.sample = parse_count(a, v, 0); }
-    else if (!strcmp(a, "--threads")) { VALUE(); o.threads = parse_count(a, v, 1); }
+    else if (!strcmp(a, "--save-every")) { VALUE(); o.save_every = parse_count(a, v, 0, MAX_STEPS); }
+    else if (!strcmp(a, "--keep")) { VALUE(); o.keep = parse_count(a, v, 1, 1000000); }
+    else if (!strcmp(a, "--steps")) { VALUE(); o.steps = parse_count(a, v, 0, MAX_STEPS); }
+    else if (!strcmp(a, "--seed")) { VALUE(); o.seed = parse_count(a, v, 0, INT64_MAX); }
+    else if (!strcmp(a, "--log-every")) { VALUE(); o.log_every = parse_count(a, v, 1, MAX_STEPS); }
+    else if (!strcmp(a, "--eval-every")) { VALUE(); o.eval_every = parse_count(a, v, 0, MAX_STEPS); }
+    else if (!strcmp(a, "--sample")) { VALUE(); o.sample = parse_count(a, v, 0, MAX_STEPS); }
+    else if (!strcmp(a, "--threads")) {
+      VALUE();
+      char *end;
+      errno = 0;
+      long long n = strtoll(v, &end, 10);
+      if (!*v || *end || errno == ERANGE || n < 1 || n > MAX_THREADS) {
+        fprintf(stderr, "error: --threads needs an integer from 1 to %d, not '%s' (this machine has %ld cores)\n",
+                MAX_THREADS, v, sysconf(_SC_NPROCESSORS_ONLN));
+        exit(DST_EXIT_USAGE);
+      }
+      o.threads = n;
+    }
     else if (!strcmp(a, "--check-grads")) o.check_grads = true;
     else if (!strcmp(a, "--quiet")) o.quiet = true;
     else if (!strcmp(a, "--profile")) o.profile = true;
     else {
       fprintf(stderr, "error: unknown option '%s' (see --help)\n", a);
-      exit(2);
+      exit(DST_EXIT_USAGE);
     }
 #undef VALUE
   }
   if (!o.data) {
     fprintf(stderr, "error: no training data: give --data FILE (see --help)\n");
-    exit(2);
+    exit(DST_EXIT_USAGE);
   }
   return o;
 }
+
+/* ------------------------------------------------------------ stopping on a signal
+ *
+ * SIGTERM and SIGINT (what Slurm and Kubernetes send before they preempt a
+ * job, and Ctrl-C) only set stop_signal; the step loop looks at it once
+ * per step, after the ranks have agreed on it (step_mean), so every rank
+ * stops after the same step, writes the same checkpoint and exits with the
+ * same status. A second signal means the user will not wait: the default
+ * action (death by that signal) at once. */
+
+static volatile sig_atomic_t stop_signal; /* the first SIGTERM or SIGINT received; 0: none */
+
+static void on_stop_signal(int sig) {
+  if (stop_signal) {
+    static const char msg[] = "\nsecond signal: exiting at once, without finishing the step\n";
+    ssize_t k = write(2, msg, sizeof msg - 1);
+    (void)k;
+    signal(sig, SIG_DFL);
+    raise(sig); /* delivered when this handler returns */
+    return;
+  }
+  stop_signal = sig;
+}
+
+/* A signal ignored when the program started stays ignored (nohup, the
+ * background jobs of a shell without job control): the usual contract. */
+static void install_stop_handlers(void) {
+  static const int sigs[] = {SIGTERM, SIGINT};
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART; /* reads and writes carry on; only the flag changes */
+  for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+    if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) sigaction(sigs[i], &sa, NULL);
+}
+
+static const char *signal_name(int sig) { return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "a signal"; }
 
 typedef struct {
   const DstModel *m;
@@ -218,20 +320,41 @@ typedef struct {
   DstDataLoader *train, *val;
   int B, T;
   int32_t *tok, *tgt; /* (B, T) staging buffers */
+  int stop;           /* the signal every rank agreed to stop on after this step; 0: none */
+  int failed_saves;   /* checkpoints in a row that could not be written */
 } Trainer;
 
 static const DstInputInfo *input(const DstModel *m, int i) { return i < m->ninputs ? &m->inputs[i] : NULL; }
 
+/* Opens a data file and checks every token against the model's
+ * vocabulary now, not hours in when a batch reaches the bad one: the
+ * inputs are fed from the tokens and the next-token targets, so the
+ * limit is the smaller id limit of inputs 0 and 1. */
 static DstDataLoader *open_data(Trainer *t, const char *path) {
   char err[DST_ERR_LEN];
   DstDataLoader *dl = dst_data_open(path, t->B, t->T, t->rank, t->world, err);
   if (!dl) dst_fatal("%s", err);
+  int64_t limit = 0;
+  const char *who = NULL;
+  for (int i = 0; i < 2; i++) {
+    const DstInputInfo *in = input(t->m, i);
+    if (in && in->id_limit > 0 && (limit == 0 || in->id_limit < limit)) {
+      limit = in->id_limit;
+      who = in->name;
+    }
+  }
+  if (limit > 0 && limit <= (int64_t)UINT32_MAX) {
+    char reader[160];
+    snprintf(reader, sizeof reader, "input '%s'", who);
+    if (!dst_data_check_ids(dl, (uint32_t)limit, reader, err)) dst_fatal("%s", err);
+  }
   return dl;
 }
 
 /* Fills the model's inputs with the next batch of dl. */
 static void load_batch(Trainer *t, DstDataLoader *dl) {
-  dst_data_next(dl, t->tok, t->tgt);
+  char err[DST_ERR_LEN];
+  if (!dst_data_next(dl, t->tok, t->tgt, err)) dst_fatal("%s", err);
   const DstInputInfo *in0 = input(t->m, 0), *in1 = input(t->m, 1);
   size_t bt = sizeof(int32_t) * (size_t)t->B * (size_t)t->T;
   dev->upload(&t->r, t->r.data + in0->offset, t->tok, bt);
@@ -274,8 +397,19 @@ static double dp_mean(Trainer *t, double x) {
   return x / t->world;
 }
 
-/* Entropy (nats per token) of the data's token frequencies: the loss of the
- * best model that ignores context, the bar a trained model must beat. */
+/* The end of a step's computation: the mean loss over the data-parallel
+ * ranks and whether any rank was asked to stop, in one all-reduce (the
+ * loss's, which every step makes anyway), so a signal that reached only
+ * some ranks stops all of them after the same step. */
+static double step_mean(Trainer *t, double loss) {
+  int sig = stop_signal;
+  double v[3] = {loss, sig == SIGTERM, sig == SIGINT};
+  if (t->world > 1) dst_comm_allreduce(t->dp, v, v, 3, DST_COMM_F64, DST_COMM_SUM);
+  /* SIGTERM wins: it is the one a scheduler sends */
+  t->stop = v[1] > 0 ? SIGTERM : v[2] > 0 ? SIGINT : 0;
+  return t->world == 1 ? v[0] : v[0] / t->world;
+}
+
 /* ------------------------------------------------------------ ZeRO-2/3
  *
  * The compiler partitions the parameter slab into units (DstModel.buckets):
@@ -460,20 +594,6 @@ static void run_backward(Trainer *t) {
   while (t->ninflight) finish_oldest(t);
 }
 
-static double unigram_entropy(const DstDataLoader *dl) {
-  size_t vocab = dl->format == DST_DATA_SHARD ? 65536 : 256;
-  uint64_t *count = dst_calloc(vocab, sizeof(uint64_t), DST_MEM_OTHER, "token counts");
-  for (uint64_t i = 0; i < dl->ntokens; i++) count[dl->format == DST_DATA_SHARD ? dl->tokens[i] : dl->bytes[i]]++;
-  double h = 0;
-  for (size_t v = 0; v < vocab; v++)
-    if (count[v]) {
-      double p = (double)count[v] / (double)dl->ntokens;
-      h -= p * log(p);
-    }
-  dst_free(count);
-  return h;
-}
-
 static void check_run(Trainer *t, int64_t step) {
   if (dev->poll_error) dev->poll_error(&t->r);
   if (!t->r.error) return;
@@ -580,7 +700,15 @@ static void dump_step(Trainer *t, const char *path, const char *dgrads) {
  * ZeRO stage, and no rank ever holds more than its own state plus one file.
  * Writing is atomic: everything goes to DIR/.tmp-step-N, is fsynced, and
  * the directory is renamed into place; a crash leaves either the old set of
- * checkpoints or the new one, never a half-written checkpoint. */
+ * checkpoints or the new one, never a half-written checkpoint. A save that
+ * fails (a full disk, a directory that went away) is not fatal: the ranks
+ * agree it failed, the temporary directory goes, no checkpoint is pruned,
+ * and training goes on with a warning.
+ * The manifest ends with manifest_checksum, the checksum of every byte
+ * before its line, so an edited or damaged step or data_pos is caught at
+ * resume like a damaged tensor file. A checkpoint that does not verify is
+ * never skipped silently: resume stops and names the newest earlier one
+ * that does. */
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
   const unsigned char *b = p;
@@ -693,78 +821,165 @@ static float *seg_ptr(float *base, bool full_index, const struct Seg *g, int64_t
   return base + (full_index ? slab_pos : g->shard + (slab_pos - g->full));
 }
 
-static void json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-    else if (c < 0x20) fprintf(f, "\\u%04x", c);
-    else fputc(c, f);
+/* A growing text buffer (dst_realloc), for the manifest. */
+typedef struct {
+  char *p;
+  size_t n, cap;
+} Buf;
+
+static void bput(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bput(Buf *b, const char *fmt, ...) {
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
+    va_end(ap);
+    if (k < 0) return;
+    if ((size_t)k < b->cap - b->n) {
+      b->n += (size_t)k;
+      return;
+    }
+    b->cap = 2 * (b->cap + (size_t)k + 1);
+    b->p = dst_realloc(b->p, b->cap, DST_MEM_OTHER, "manifest");
   }
-  fputc('"', f);
 }
 
-static void write_manifest(Trainer *t, const char *path, int64_t step, const uint64_t *sums, int nstates) {
+static void bjson_str(Buf *b, const char *s) {
+  bput(b, "\"");
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') bput(b, "\\%c", c);
+    else if (c < 0x20) bput(b, "\\u%04x", c);
+    else bput(b, "%c", c);
+  }
+  bput(b, "\"");
+}
+
+/* The line that ends every manifest: the checksum of all bytes before it
+ * (the line's leading newline included). Written last and found as the
+ * last occurrence of this text, so step, data_pos and every other field
+ * are covered without a canonical re-serialization of the JSON. */
+#define MANIFEST_SUM_KEY "\n  \"manifest_checksum\": \""
+static const uint64_t fnv_init = 1469598103934665603ull;
+
+/* Writes the manifest to path; false with the reason in why. *bytes: its size. */
+static bool write_manifest(Trainer *t, const char *path, int64_t step, const uint64_t *sums, int nstates,
+                           uint64_t *bytes, char why[MSG_LEN]) {
   const DstModel *m = t->m;
-  FILE *f = fopen(path, "w");
-  if (!f) dst_fatal("cannot write %s: %s", path, strerror(errno));
   int writers = t->sharded ? t->world : 1;
   int maxsegs = m->nbuckets > 0 ? m->nbuckets : 1;
   struct Seg *segs = dst_calloc((size_t)writers * (size_t)maxsegs, sizeof *segs, DST_MEM_OTHER, "manifest");
   int *nsegs = dst_calloc((size_t)writers, sizeof(int), DST_MEM_OTHER, "manifest");
   for (int r = 0; r < writers; r++) nsegs[r] = rank_segs(t, r, segs + (size_t)r * (size_t)maxsegs);
-  fputs("{\n  \"format\": \"dst-checkpoint-1\",\n  \"model\": ", f);
-  json_str(f, m->name);
-  fprintf(f, ",\n  \"step\": %lld,\n  \"data_pos\": %llu,\n  \"dp\": %d,\n  \"zero\": %lld,\n", (long long)step,
-          (unsigned long long)t->train->pos, t->world, (long long)m->zero);
-  fputs("  \"states\": [\"params\"", f);
-  for (int s = 1; s < nstates; s++) fprintf(f, ", \"%s\"", s == 1 ? "m" : "v");
-  fputs("],\n  \"files\": [\n", f);
+  Buf b = {dst_malloc(1 << 16, DST_MEM_OTHER, "manifest"), 0, 1 << 16};
+  bput(&b, "{\n  \"format\": \"dst-checkpoint-1\",\n  \"model\": ");
+  bjson_str(&b, m->name);
+  bput(&b, ",\n  \"step\": %lld,\n  \"data_pos\": %llu,\n  \"dp\": %d,\n  \"zero\": %lld,\n", (long long)step,
+       (unsigned long long)t->train->pos, t->world, (long long)m->zero);
+  bput(&b, "  \"states\": [\"params\"");
+  for (int s = 1; s < nstates; s++) bput(&b, ", \"%s\"", s == 1 ? "m" : "v");
+  bput(&b, "],\n  \"files\": [\n");
   for (int r = 0; r < writers; r++)
-    fprintf(f, "    {\"rank\": %d, \"file\": \"rank-%05d.safetensors\", \"checksum\": \"%016llx\"}%s\n", r, r,
-            (unsigned long long)sums[r], r + 1 < writers ? "," : "");
-  fputs("  ],\n  \"tensors\": [\n", f);
+    bput(&b, "    {\"rank\": %d, \"file\": \"rank-%05d.safetensors\", \"checksum\": \"%016llx\"}%s\n", r, r,
+         (unsigned long long)sums[r], r + 1 < writers ? "," : "");
+  bput(&b, "  ],\n  \"tensors\": [\n");
   for (int i = 0; i < m->nparams; i++) {
     const DstParamInfo *p = &m->params[i];
-    fputs("    {\"name\": ", f);
-    json_str(f, p->name);
-    fputs(", \"dtype\": \"F32\", \"shape\": [", f);
-    for (int k = 0; k < p->ndim; k++) fprintf(f, "%s%lld", k ? ", " : "", (long long)p->shape[k]);
-    fputs("], \"slices\": [", f);
+    bput(&b, "    {\"name\": ");
+    bjson_str(&b, p->name);
+    bput(&b, ", \"dtype\": \"F32\", \"shape\": [");
+    for (int k = 0; k < p->ndim; k++) bput(&b, "%s%lld", k ? ", " : "", (long long)p->shape[k]);
+    bput(&b, "], \"slices\": [");
     bool first = true;
     for (int r = 0; r < writers; r++)
       for (int g = 0; g < nsegs[r]; g++) {
         int64_t start, n = slice_of(p, &segs[(size_t)r * (size_t)maxsegs + (size_t)g], &start);
         if (!n) continue;
-        fprintf(f, "%s{\"rank\": %d, \"start\": %lld, \"count\": %lld}", first ? "" : ", ", r, (long long)start,
-                (long long)n);
+        bput(&b, "%s{\"rank\": %d, \"start\": %lld, \"count\": %lld}", first ? "" : ", ", r, (long long)start,
+             (long long)n);
         first = false;
       }
-    fprintf(f, "]}%s\n", i + 1 < m->nparams ? "," : "");
+    bput(&b, "]}%s\n", i + 1 < m->nparams ? "," : "");
   }
-  fputs("  ]\n}\n", f);
-  if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0) dst_fatal("cannot write %s: %s", path, strerror(errno));
+  bput(&b, "  ],\n");
+  uint64_t sum = fnv(fnv_init, b.p, b.n);
+  bput(&b, "%s%016llx\"\n}\n", MANIFEST_SUM_KEY + 1, (unsigned long long)sum);
   dst_free(segs);
   dst_free(nsegs);
+  FILE *f = fopen(path, "w");
+  bool ok = f && fwrite(b.p, 1, b.n, f) == b.n && fflush(f) == 0 && fsync(fileno(f)) == 0;
+  int e = errno;
+  if (f && fclose(f) != 0 && ok) {
+    ok = false;
+    e = errno;
+  }
+  if (!ok) fmt_cut(why, MSG_LEN, "cannot write %s: %s", path, strerror(e));
+  *bytes = b.n;
+  dst_free(b.p);
+  return ok;
 }
 
-/* Every rank calls it: each writer writes its file, rank 0 the manifest,
- * and rank 0 moves the finished directory into place. */
-static void save_checkpoint(Trainer *t, const char *dir, int64_t step, int64_t keep) {
+/* Agreement on a step any rank may fail (collective; msg[0] == 0 on a
+ * rank that succeeded). True when every rank succeeded; otherwise every
+ * rank receives the message and code of the lowest failing rank, so one
+ * rank speaks for the job and all take the same path (nobody waits in a
+ * collective for a rank that has left). */
+static bool all_ok(Trainer *t, char msg[MSG_LEN], int *code, const char *what) {
+  if (t->world == 1) return !msg[0];
+  int32_t first = msg[0] ? t->rank : t->world;
+  dst_comm_set_label(what);
+  dst_comm_allreduce(t->dp, &first, &first, 1, DST_COMM_I32, DST_COMM_MIN);
+  if (first == t->world) return true;
+  struct {
+    int32_t code;
+    char msg[MSG_LEN];
+  } m;
+  memset(&m, 0, sizeof m);
+  if (t->rank == first) {
+    m.code = code ? *code : 0;
+    memcpy(m.msg, msg, MSG_LEN);
+  }
+  dst_comm_set_label(what);
+  dst_comm_broadcast(t->dp, &m, sizeof m, DST_COMM_U8, first);
+  memcpy(msg, m.msg, MSG_LEN);
+  msg[MSG_LEN - 1] = '\0';
+  if (code) *code = m.code;
+  return false;
+}
+
+/* Every rank calls it: each writer writes its file into DIR/.tmp-step-N,
+ * rank 0 the manifest; rank 0 moves the finished directory into place and
+ * removes the oldest beyond `keep`. Any failure (a full disk, a directory
+ * that went away) leaves the checkpoints as they were: the ranks agree
+ * that the save failed, the temporary directory goes, nothing is pruned
+ * (so the newest good checkpoint stays), and false returns with the reason
+ * in why on every rank. On success *bytes is the checkpoint's size. */
+static bool save_checkpoint(Trainer *t, const char *dir, int64_t step, int64_t keep, char why[MSG_LEN],
+                            uint64_t *bytes) {
   const DstModel *m = t->m;
   char tmp[4096], final[4096], path[4200], err[DST_ERR_LEN];
   bool lead = t->rank == 0;
+  why[0] = '\0';
+  *bytes = 0;
   snprintf(tmp, sizeof tmp, "%s/.tmp-step-%08lld", dir, (long long)step);
   snprintf(final, sizeof final, "%s/step-%08lld", dir, (long long)step);
   if (lead) {
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-      dst_fatal("cannot create checkpoint directory %s: %s", dir, strerror(errno));
-    remove_dir(tmp); /* left by a run killed while saving */
-    if (mkdir(tmp, 0777) != 0) dst_fatal("cannot create %s: %s", tmp, strerror(errno));
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+      fmt_cut(why, MSG_LEN, "cannot create the checkpoint directory %s: %s", dir, strerror(errno));
+    } else {
+      remove_dir(tmp); /* left by a run killed while saving */
+      if (mkdir(tmp, 0777) != 0) fmt_cut(why, MSG_LEN, "cannot create %s: %s", tmp, strerror(errno));
+    }
   }
-  if (t->world > 1) dst_comm_barrier(t->dp);
+  /* nobody writes before the directory is there */
+  if (!all_ok(t, why, NULL, "checkpoint")) {
+    if (lead) remove_dir(tmp);
+    return false;
+  }
   int nstates = 1 + (t->mom1 != NULL) + (t->mom2 != NULL);
-  uint64_t sum = 1469598103934665603ull;
+  struct {
+    uint64_t sum, bytes;
+  } mine = {fnv_init, 0};
   if (t->sharded || lead) {
     DstStWriter *w = dst_st_writer_new();
     char **names = dst_calloc((size_t)m->nparams * NSTATES + 1, sizeof(char *), DST_MEM_OTHER, "checkpoint names");
@@ -782,47 +997,134 @@ static void save_checkpoint(Trainer *t, const char *dir, int64_t step, int64_t k
           size_t len = strlen(p->name) + 3;
           char *name = names[(size_t)s * (size_t)m->nparams + (size_t)i] = dst_malloc(len, DST_MEM_OTHER, "checkpoint names");
           snprintf(name, len, "%s%s", state_prefix[s], p->name);
-          if (!dst_st_writer_add(w, name, DST_DT_F32, &n, 1, x, err)) dst_fatal("checkpoint: %s", err);
-          sum = fnv(sum, x, (size_t)n * 4);
+          if (!dst_st_writer_add(w, name, DST_DT_F32, &n, 1, x, err)) dst_die("checkpoint: %s", err);
+          mine.sum = fnv(mine.sum, x, (size_t)n * 4);
         }
       }
     }
     char buf[64];
-    snprintf(buf, sizeof buf, "%016llx", (unsigned long long)sum);
+    snprintf(buf, sizeof buf, "%016llx", (unsigned long long)mine.sum);
     dst_st_writer_set_metadata(w, "checksum", buf, err);
     dst_st_writer_set_metadata(w, "model", m->name, err);
     snprintf(buf, sizeof buf, "%lld", (long long)step);
     dst_st_writer_set_metadata(w, "step", buf, err);
     snprintf(path, sizeof path, "%s/rank-%05d.safetensors", tmp, t->rank);
-    if (!dst_st_writer_write(w, path, err)) dst_fatal("checkpoint: %s", err);
+    struct stat sb;
+    if (!dst_st_writer_write(w, path, err)) fmt_cut(why, MSG_LEN, "%s", err);
+    else if (stat(path, &sb) == 0) mine.bytes = (uint64_t)sb.st_size;
     dst_st_writer_free(w);
     for (int s = 0; s < nstates; s++) host_release(bases[s], views[s]);
     for (size_t i = 0; i < (size_t)m->nparams * NSTATES; i++) dst_free(names[i]);
     dst_free(names);
   }
-  uint64_t *sums = dst_calloc((size_t)t->world, sizeof(uint64_t), DST_MEM_OTHER, "checkpoint sums");
-  if (t->world > 1) dst_comm_allgather(t->dp, &sum, sums, 8, DST_COMM_U8);
-  else sums[0] = sum;
-  if (lead) {
+  uint64_t(*all)[2] = dst_calloc((size_t)t->world, sizeof *all, DST_MEM_OTHER, "checkpoint sums");
+  if (t->world > 1) {
+    dst_comm_set_label("checkpoint");
+    dst_comm_allgather(t->dp, &mine, all, sizeof mine, DST_COMM_U8);
+  } else {
+    all[0][0] = mine.sum;
+    all[0][1] = mine.bytes;
+  }
+  bool ok = all_ok(t, why, NULL, "checkpoint");
+  if (ok && lead) {
+    uint64_t *sums = dst_calloc((size_t)t->world, sizeof(uint64_t), DST_MEM_OTHER, "checkpoint sums");
+    for (int r = 0; r < t->world; r++) {
+      sums[r] = all[r][0];
+      *bytes += all[r][1];
+    }
+    uint64_t mbytes = 0;
     snprintf(path, sizeof path, "%s/manifest.json", tmp);
-    write_manifest(t, path, step, sums, nstates);
-    fsync_path(tmp);
-    remove_dir(final);
-    if (rename(tmp, final) != 0) dst_fatal("cannot rename %s to %s: %s", tmp, final, strerror(errno));
-    fsync_path(dir);
-    int64_t steps[4096];
-    int n = list_checkpoints(dir, steps, 4096);
-    for (int i = 0; i + keep < n; i++) {
-      snprintf(final, sizeof final, "%s/step-%08lld", dir, (long long)steps[i]);
-      remove_dir(final);
+    ok = write_manifest(t, path, step, sums, nstates, &mbytes, why);
+    *bytes += mbytes;
+    dst_free(sums);
+    if (ok) {
+      fsync_path(tmp);
+      remove_dir(final); /* a run resumed from an earlier step writes this step again */
+      if (rename(tmp, final) != 0) {
+        ok = false;
+        fmt_cut(why, MSG_LEN, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
+      }
+    }
+    if (ok) {
+      fsync_path(dir);
+      int64_t steps[4096];
+      int n = list_checkpoints(dir, steps, 4096);
+      for (int i = 0; i + keep < n; i++) {
+        snprintf(final, sizeof final, "%s/step-%08lld", dir, (long long)steps[i]);
+        remove_dir(final);
+      }
     }
   }
-  dst_free(sums);
-  /* nobody runs ahead of a checkpoint that is not in place yet */
-  if (t->world > 1) dst_comm_barrier(t->dp);
+  if (!ok && lead) remove_dir(tmp);
+  dst_free(all);
+  /* nobody runs ahead of a checkpoint that is not in place yet, and every
+   * rank knows whether it is */
+  return all_ok(t, why, NULL, "checkpoint");
+}
+
+/* The newest checkpoint in dir as "DIR/step-N", or a phrase saying there is none. */
+static void newest_checkpoint(const char *dir, char *out, size_t n) {
+  int64_t steps[4096];
+  int k = list_checkpoints(dir, steps, 4096);
+  if (k) fmt_cut(out, n, "the newest checkpoint is %s/step-%08lld", dir, (long long)steps[k - 1]);
+  else fmt_cut(out, n, "there is no checkpoint yet");
+}
+
+/* A checkpoint of this step (every rank calls it), reported in one line:
+ * "checkpoint: step N saved to ..." or a warning that says why it was not
+ * written and what happens now (`then`: "training goes on", ...).
+ * Returns whether it was written. */
+static bool checkpoint_step(Trainer *t, const Options *o, int64_t step, const char *then) {
+  char why[MSG_LEN];
+  uint64_t bytes;
+  double t0 = dst_now_sec();
+  bool ok = save_checkpoint(t, o->ckpt_dir, step, o->keep, why, &bytes);
+  t->failed_saves = ok ? 0 : t->failed_saves + 1;
+  if (t->rank != 0) return ok;
+  if (ok) {
+    say("checkpoint: step %lld saved to %s/step-%08lld (%.1f MiB, %.2f s)\n", (long long)step, o->ckpt_dir,
+        (long long)step, (double)bytes / (1 << 20), dst_now_sec() - t0);
+    return true;
+  }
+  char newest[4200], again[64] = "";
+  newest_checkpoint(o->ckpt_dir, newest, sizeof newest);
+  if (t->failed_saves > 1) snprintf(again, sizeof again, "; %d saves in a row have failed", t->failed_saves);
+  dst_log_warn("checkpoint of step %lld not written: %s; %s (%s%s)", (long long)step, why, then, newest, again);
+  return false;
 }
 
 /* ---- loading */
+
+/* What is wrong with a checkpoint: broken (unreadable, corrupt, edited:
+ * an earlier checkpoint may be fine) or incompatible (another model, or
+ * one this program cannot read: so are its neighbours). */
+typedef enum { CK_OK, CK_BROKEN, CK_INCOMPATIBLE } CkStatus;
+
+/* An open manifest and the first problem found in the checkpoint. The
+ * field readers record a problem and return a harmless value, so the
+ * code reads straight through and looks at st where it matters. */
+typedef struct {
+  char dir[4096], path[4200]; /* the checkpoint and its manifest.json */
+  DstMap map;
+  DstJson j;
+  const DstJsonNode *root;
+  CkStatus st;
+  char msg[MSG_LEN];
+} Manifest;
+
+static bool mfail(Manifest *mf, CkStatus st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool mfail(Manifest *mf, CkStatus st, const char *fmt, ...) {
+  if (mf->st != CK_OK) return false;
+  mf->st = st;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(mf->msg, sizeof mf->msg, fmt, ap);
+  va_end(ap);
+  return false;
+}
+
+/* What a missing or mistyped member reads as: an empty array. */
+static const DstJsonNode no_node = {.kind = DST_JSON_ARRAY};
 
 static const DstJsonNode *jget(const DstJson *j, const DstJsonNode *obj, const char *key) {
   if (!obj || obj->kind != DST_JSON_OBJECT) return NULL;
@@ -831,21 +1133,21 @@ static const DstJsonNode *jget(const DstJson *j, const DstJsonNode *obj, const c
   return NULL;
 }
 
-static int64_t jint(const DstJson *j, const DstJsonNode *obj, const char *key, const char *path) {
-  const DstJsonNode *n = jget(j, obj, key);
-  if (!n || n->kind != DST_JSON_INT || n->num < 0) dst_fatal("cannot resume: %s: no valid \"%s\"", path, key);
+static int64_t jint(Manifest *mf, const DstJsonNode *obj, const char *key) {
+  const DstJsonNode *n = jget(&mf->j, obj, key);
+  if (!n || n->kind != DST_JSON_INT || n->num < 0) return mfail(mf, CK_BROKEN, "%s: no valid \"%s\"", mf->path, key), 0;
   return n->num;
 }
 
-static const char *jstr(const DstJson *j, const DstJsonNode *obj, const char *key, const char *path) {
-  const DstJsonNode *n = jget(j, obj, key);
-  if (!n || n->kind != DST_JSON_STRING) dst_fatal("cannot resume: %s: no valid \"%s\"", path, key);
-  return dst_json_str(j, n);
+static const char *jstr(Manifest *mf, const DstJsonNode *obj, const char *key) {
+  const DstJsonNode *n = jget(&mf->j, obj, key);
+  if (!n || n->kind != DST_JSON_STRING) return mfail(mf, CK_BROKEN, "%s: no valid \"%s\"", mf->path, key), "";
+  return dst_json_str(&mf->j, n);
 }
 
-static const DstJsonNode *jarr(const DstJson *j, const DstJsonNode *obj, const char *key, const char *path) {
-  const DstJsonNode *n = jget(j, obj, key);
-  if (!n || n->kind != DST_JSON_ARRAY) dst_fatal("cannot resume: %s: no valid \"%s\"", path, key);
+static const DstJsonNode *jarr(Manifest *mf, const DstJsonNode *obj, const char *key) {
+  const DstJsonNode *n = jget(&mf->j, obj, key);
+  if (!n || n->kind != DST_JSON_ARRAY) return mfail(mf, CK_BROKEN, "%s: no valid \"%s\"", mf->path, key), &no_node;
   return n;
 }
 
@@ -855,85 +1157,155 @@ static void shape_str(char *b, size_t sz, const int64_t *shape, int nd) {
   if (o < sz) snprintf(b + o, sz - o, "]");
 }
 
-/* Restores parameters, optimizer state and data position from the
- * checkpoint in `where` (a step directory, or a directory of them: the
- * last); returns the step it was taken after. */
-static int64_t resume(Trainer *t, const char *where) {
-  const DstModel *m = t->m;
-  char dir[4096], path[4200], err[DST_ERR_LEN];
-  struct stat sb;
-  snprintf(path, sizeof path, "%s/manifest.json", where);
-  if (stat(path, &sb) == 0) {
-    snprintf(dir, sizeof dir, "%s", where);
-  } else {
-    int64_t steps[4096];
-    int n = list_checkpoints(where, steps, 4096);
-    if (!n) dst_fatal("cannot resume: no checkpoint in %s (expected step-N directories or a manifest.json)", where);
-    snprintf(dir, sizeof dir, "%s/step-%08lld", where, (long long)steps[n - 1]);
-  }
-  snprintf(path, sizeof path, "%s/manifest.json", dir);
-  DstMap map;
-  DstJson j = {0};
-  if (!dst_map_file(path, &map, err, sizeof err)) dst_fatal("cannot resume: %s", err);
+/* Opens dir/manifest.json and checks what covers the whole checkpoint: the
+ * manifest's own checksum (so an edited step or data_pos is caught), its
+ * format and its model. False with the problem in mf. */
+static bool manifest_open(Manifest *mf, const char *dir, const char *model) {
+  memset(mf, 0, sizeof *mf);
+  snprintf(mf->dir, sizeof mf->dir, "%s", dir);
+  fmt_cut(mf->path, sizeof mf->path, "%s/manifest.json", dir);
+  char err[DST_ERR_LEN];
+  if (!dst_map_file(mf->path, &mf->map, err, sizeof err)) return mfail(mf, CK_BROKEN, "%s", err);
+  const char *text = (const char *)mf->map.data;
+  size_t len = mf->map.len, klen = strlen(MANIFEST_SUM_KEY), at = SIZE_MAX;
+  for (size_t i = len >= klen ? len - klen + 1 : 0; i-- > 0;)
+    if (!memcmp(text + i, MANIFEST_SUM_KEY, klen)) {
+      at = i;
+      break;
+    }
+  if (at == SIZE_MAX)
+    return mfail(mf, CK_BROKEN, "%s has no manifest_checksum (it was edited, or written by an older program)",
+                 mf->path);
+  char want[17] = "", have[17];
+  if (len - at - klen >= 16) memcpy(want, text + at + klen, 16);
+  snprintf(have, sizeof have, "%016llx", (unsigned long long)fnv(fnv_init, text, at + 1));
+  if (strcmp(want, have))
+    return mfail(mf, CK_BROKEN,
+                 "%s is corrupt (manifest_checksum %s, its contents give %s: it was edited or damaged)", mf->path,
+                 want, have);
   char jerr[256];
-  if (!dst_json_parse(&j, (const char *)map.data, map.len, 1u << 24, jerr, sizeof jerr))
-    dst_fatal("cannot resume: %s is not a valid manifest: %s", path, jerr);
-  const DstJsonNode *root = &j.nodes[0];
-  const char *format = jstr(&j, root, "format", path), *model = jstr(&j, root, "model", path);
+  if (!dst_json_parse(&mf->j, text, len, 1u << 24, jerr, sizeof jerr))
+    return mfail(mf, CK_BROKEN, "%s is not a valid manifest: %s", mf->path, jerr);
+  mf->root = &mf->j.nodes[0];
+  const char *format = jstr(mf, mf->root, "format"), *name = jstr(mf, mf->root, "model");
+  if (mf->st) return false;
   if (strcmp(format, "dst-checkpoint-1"))
-    dst_fatal("cannot resume: %s has format '%s'; this program reads dst-checkpoint-1", path, format);
-  if (strcmp(model, m->name))
-    dst_fatal("cannot resume: %s is a checkpoint of model '%s', not of '%s'", path, model, m->name);
-  int64_t step = jint(&j, root, "step", path);
-  t->train->pos = (uint64_t)jint(&j, root, "data_pos", path);
+    return mfail(mf, CK_INCOMPATIBLE, "%s has format '%s'; this program reads dst-checkpoint-1", mf->path, format);
+  if (strcmp(name, model))
+    return mfail(mf, CK_INCOMPATIBLE, "%s is a checkpoint of model '%s', not of '%s'", mf->path, name, model);
+  return true;
+}
+
+static void manifest_close(Manifest *mf) {
+  dst_json_free(&mf->j);
+  dst_unmap_file(&mf->map);
+}
+
+/* The file the manifest's entry fn names, opened and checked against its
+ * checksum; NULL with the problem in mf. */
+static DstSafetensors *open_checked(Manifest *mf, const DstJsonNode *fn) {
+  const char *fname = jstr(mf, fn, "file"), *want = jstr(mf, fn, "checksum");
+  if (mf->st) return NULL;
+  if (strchr(fname, '/') || fname[0] == '.') return mfail(mf, CK_BROKEN, "%s names the file '%s'", mf->path, fname), NULL;
+  char fpath[4400], err[DST_ERR_LEN];
+  fmt_cut(fpath, sizeof fpath, "%s/%s", mf->dir, fname);
+  DstSafetensors *st = dst_st_open(fpath, err);
+  if (!st) return mfail(mf, CK_BROKEN, "%s", err), NULL;
+  uint64_t sum = fnv_init;
+  for (size_t k = 0; k < dst_st_count(st); k++) {
+    const DstStTensor *x = dst_st_tensor(st, k);
+    sum = fnv(sum, x->data, (size_t)(x->end - x->begin));
+  }
+  char have[32];
+  snprintf(have, sizeof have, "%016llx", (unsigned long long)sum);
+  if (strcmp(have, want)) {
+    dst_st_close(st);
+    return mfail(mf, CK_BROKEN, "%s is corrupt (checksum %s in the manifest, the data gives %s)", fpath, want, have),
+           NULL;
+  }
+  return st;
+}
+
+/* Whether the checkpoint in dir is whole: its manifest and every file it
+ * lists check out (reads all of it). */
+static bool checkpoint_verifies(const char *dir, const char *model) {
+  Manifest mf;
+  if (manifest_open(&mf, dir, model)) {
+    (void)jint(&mf, mf.root, "step");
+    (void)jint(&mf, mf.root, "data_pos");
+    const DstJsonNode *files = jarr(&mf, mf.root, "files");
+    if (!files->count) mfail(&mf, CK_BROKEN, "%s lists no files", mf.path);
+    for (uint32_t fc = files->first; fc && !mf.st; fc = mf.j.nodes[fc].next) {
+      DstSafetensors *st = open_checked(&mf, &mf.j.nodes[fc]);
+      dst_st_close(st);
+    }
+  }
+  manifest_close(&mf);
+  return mf.st == CK_OK;
+}
+
+/* Restores this rank's parameters and optimizer state from the checkpoint
+ * of mf (open), reading only the files that hold slices it needs.
+ * Returns false with the problem in mf; *step and *pos are the step it
+ * was taken after and the data position. */
+static bool load_checkpoint(Trainer *t, Manifest *mf, int64_t *step, uint64_t *pos) {
+  const DstModel *m = t->m;
+  const DstJson *j = &mf->j;
+  const DstJsonNode *root = mf->root;
+  *step = jint(mf, root, "step");
+  *pos = (uint64_t)jint(mf, root, "data_pos");
   int nstates = 1 + (t->mom1 != NULL) + (t->mom2 != NULL);
-  const DstJsonNode *states = jarr(&j, root, "states", path);
-  if ((int)states->count < nstates)
-    dst_fatal("cannot resume: %s holds %u state(s) per parameter; this model's optimizer needs %d", path,
-              states->count, nstates);
+  const DstJsonNode *states = jarr(mf, root, "states");
+  if (!mf->st && (int)states->count < nstates)
+    mfail(mf, CK_INCOMPATIBLE, "%s holds %u state(s) per parameter; this model's optimizer needs %d", mf->path,
+          states->count, nstates);
   /* The tensors: every parameter of the model, by name, with its shape. */
-  const DstJsonNode *tensors = jarr(&j, root, "tensors", path);
-  if ((int)tensors->count != m->nparams)
-    dst_fatal("cannot resume: %s holds %u tensors; the model has %d parameters", path, tensors->count, m->nparams);
+  const DstJsonNode *tensors = jarr(mf, root, "tensors");
+  if (!mf->st && (int)tensors->count != m->nparams)
+    mfail(mf, CK_INCOMPATIBLE, "%s holds %u tensors; the model has %d parameters", mf->path, tensors->count,
+          m->nparams);
+  if (mf->st) return false;
   const DstJsonNode **tens = dst_calloc((size_t)m->nparams + 1, sizeof *tens, DST_MEM_OTHER, "manifest");
-  for (int i = 0; i < m->nparams; i++) {
+  int64_t *got = dst_calloc(NSTATES, sizeof(int64_t), DST_MEM_OTHER, "manifest");
+  float *views[NSTATES] = {0}, *bases[NSTATES] = {0};
+  for (int i = 0; i < m->nparams && !mf->st; i++) {
     const DstParamInfo *p = &m->params[i];
-    for (uint32_t c = tensors->first; c && !tens[i]; c = j.nodes[c].next)
-      if (!strcmp(jstr(&j, &j.nodes[c], "name", path), p->name)) tens[i] = &j.nodes[c];
-    if (!tens[i]) dst_fatal("cannot resume: %s has no tensor '%s'", path, p->name);
-    const DstJsonNode *sh = jarr(&j, tens[i], "shape", path);
+    for (uint32_t c = tensors->first; c && !tens[i]; c = j->nodes[c].next)
+      if (!strcmp(jstr(mf, &j->nodes[c], "name"), p->name)) tens[i] = &j->nodes[c];
+    if (!tens[i]) {
+      mfail(mf, CK_INCOMPATIBLE, "%s has no tensor '%s'", mf->path, p->name);
+      break;
+    }
+    const DstJsonNode *sh = jarr(mf, tens[i], "shape");
     int64_t shape[DST_MAX_RANK];
     int nd = 0;
-    for (uint32_t c = sh->first; c && nd < DST_MAX_RANK; c = j.nodes[c].next) shape[nd++] = j.nodes[c].num;
+    for (uint32_t c = sh->first; c && nd < DST_MAX_RANK; c = j->nodes[c].next) shape[nd++] = j->nodes[c].num;
     bool same = nd == p->ndim && (int)sh->count == nd;
     for (int k = 0; same && k < nd; k++) same = shape[k] == p->shape[k];
-    if (!same) {
+    if (!same && !mf->st) {
       char want[128], found[128];
       shape_str(want, sizeof want, p->shape, p->ndim);
       shape_str(found, sizeof found, shape, nd);
-      dst_fatal("cannot resume from %s: tensor '%s': shape %s expected, %s found", path, p->name, want, found);
+      mfail(mf, CK_INCOMPATIBLE, "%s: tensor '%s': shape %s expected, %s found", mf->path, p->name, want, found);
     }
   }
+  if (mf->st) goto done;
   /* Each file holding a slice this rank needs: checked, then copied from. */
-  int64_t *got = dst_calloc(NSTATES, sizeof(int64_t), DST_MEM_OTHER, "manifest");
-  float *views[NSTATES] = {0}, *bases[NSTATES] = {0};
   for (int s = 0; s < nstates; s++) {
     bool fi;
     bases[s] = state_buf(t, s, &fi);
     views[s] = host_view(t, bases[s], state_bytes(t, s));
   }
-  const DstJsonNode *files = jarr(&j, root, "files", path);
-  for (uint32_t fc = files->first; fc; fc = j.nodes[fc].next) {
-    const DstJsonNode *fn = &j.nodes[fc];
-    int64_t frank = jint(&j, fn, "rank", path);
-    const char *fname = jstr(&j, fn, "file", path), *want = jstr(&j, fn, "checksum", path);
-    if (strchr(fname, '/') || fname[0] == '.') dst_fatal("cannot resume: %s names the file '%s'", path, fname);
+  const DstJsonNode *files = jarr(mf, root, "files");
+  for (uint32_t fc = files->first; fc && !mf->st; fc = j->nodes[fc].next) {
+    const DstJsonNode *fn = &j->nodes[fc];
+    int64_t frank = jint(mf, fn, "rank");
     bool needed = false;
     for (int i = 0; i < m->nparams && !needed; i++) {
-      const DstJsonNode *sl = jarr(&j, tens[i], "slices", path);
-      for (uint32_t c = sl->first; c && !needed; c = j.nodes[c].next) {
-        if (jint(&j, &j.nodes[c], "rank", path) != frank) continue;
-        int64_t st = jint(&j, &j.nodes[c], "start", path), cnt = jint(&j, &j.nodes[c], "count", path);
+      const DstJsonNode *sl = jarr(mf, tens[i], "slices");
+      for (uint32_t c = sl->first; c && !needed; c = j->nodes[c].next) {
+        if (jint(mf, &j->nodes[c], "rank") != frank) continue;
+        int64_t st = jint(mf, &j->nodes[c], "start"), cnt = jint(mf, &j->nodes[c], "count");
         struct Seg whole = {m->params[i].offset / 4 + st, 0, cnt};
         for (int g = 0; g < t->nsegs && !needed; g++) {
           int64_t s0;
@@ -944,35 +1316,30 @@ static int64_t resume(Trainer *t, const char *where) {
         needed |= !t->z2;
       }
     }
-    if (!needed) continue;
+    if (!needed || mf->st) continue;
+    DstSafetensors *st = open_checked(mf, fn);
+    if (!st) break;
     char fpath[4400];
-    snprintf(fpath, sizeof fpath, "%s/%s", dir, fname);
-    DstSafetensors *st = dst_st_open(fpath, err);
-    if (!st) dst_fatal("cannot resume: %s", err);
-    uint64_t sum = 1469598103934665603ull;
-    for (size_t k = 0; k < dst_st_count(st); k++) {
-      const DstStTensor *x = dst_st_tensor(st, k);
-      sum = fnv(sum, x->data, (size_t)(x->end - x->begin));
-    }
-    char have[32];
-    snprintf(have, sizeof have, "%016llx", (unsigned long long)sum);
-    if (strcmp(have, want))
-      dst_fatal("cannot resume: %s is corrupt (checksum %s in the manifest, the data gives %s); resume from an "
-                "earlier checkpoint", fpath, want, have);
-    for (int i = 0; i < m->nparams; i++) {
+    fmt_cut(fpath, sizeof fpath, "%s/%s", mf->dir, jstr(mf, fn, "file"));
+    for (int i = 0; i < m->nparams && !mf->st; i++) {
       const DstParamInfo *p = &m->params[i];
-      const DstJsonNode *sl = jarr(&j, tens[i], "slices", path);
-      for (uint32_t c = sl->first; c; c = j.nodes[c].next) {
-        if (jint(&j, &j.nodes[c], "rank", path) != frank) continue;
-        int64_t start = jint(&j, &j.nodes[c], "start", path), cnt = jint(&j, &j.nodes[c], "count", path);
-        if (start + cnt > p->numel) dst_fatal("cannot resume: %s: a slice of '%s' lies outside it", path, p->name);
+      const DstJsonNode *sl = jarr(mf, tens[i], "slices");
+      for (uint32_t c = sl->first; c && !mf->st; c = j->nodes[c].next) {
+        if (jint(mf, &j->nodes[c], "rank") != frank) continue;
+        int64_t start = jint(mf, &j->nodes[c], "start"), cnt = jint(mf, &j->nodes[c], "count");
+        if (start + cnt > p->numel) {
+          mfail(mf, CK_BROKEN, "%s: a slice of '%s' lies outside it", mf->path, p->name);
+          break;
+        }
         for (int s = 0; s < nstates; s++) {
           char name[1024];
           snprintf(name, sizeof name, "%s%s", state_prefix[s], p->name);
           const DstStTensor *x = dst_st_find(st, name);
-          if (!x || x->dtype != DST_DT_F32 || x->ndim != 1 || x->shape[0] != cnt)
-            dst_fatal("cannot resume: %s: tensor '%s' missing or not the %lld floats the manifest says", fpath, name,
-                      (long long)cnt);
+          if (!x || x->dtype != DST_DT_F32 || x->ndim != 1 || x->shape[0] != cnt) {
+            mfail(mf, CK_BROKEN, "%s: tensor '%s' missing or not the %lld floats the manifest says", fpath, name,
+                  (long long)cnt);
+            break;
+          }
           bool fi;
           state_buf(t, s, &fi);
           float *base = views[s];
@@ -997,7 +1364,7 @@ static int64_t resume(Trainer *t, const char *where) {
     dst_st_close(st);
   }
   /* Everything this rank holds must have come from the files. */
-  for (int s = 0; s < nstates; s++) {
+  for (int s = 0; s < nstates && !mf->st; s++) {
     int64_t want = 0;
     bool all = s == 0 ? !t->z2 : !t->sharded;
     for (int i = 0; i < m->nparams; i++) {
@@ -1011,16 +1378,185 @@ static int64_t resume(Trainer *t, const char *where) {
       }
     }
     if (got[s] != want)
-      dst_fatal("cannot resume: %s: the files restore %lld of the %lld %s values this rank holds", path,
-                (long long)got[s], (long long)want, s == 0 ? "parameter" : "optimizer-state");
+      mfail(mf, CK_BROKEN, "%s: the files restore %lld of the %lld %s values this rank holds", mf->path,
+            (long long)got[s], (long long)want, s == 0 ? "parameter" : "optimizer-state");
   }
-  for (int s = 0; s < nstates; s++) host_commit(t, bases[s], views[s], state_bytes(t, s));
-  if (t->z2 && !t->z3) full_from_shard(t, t->pshard, (float *)t->r.params, true);
+  for (int s = 0; s < nstates; s++) {
+    if (!views[s]) continue;
+    if (mf->st) host_release(bases[s], views[s]);
+    else host_commit(t, bases[s], views[s], state_bytes(t, s));
+  }
+done:
   dst_free(got);
   dst_free(tens);
-  dst_json_free(&j);
-  dst_unmap_file(&map);
-  return step;
+  return mf->st == CK_OK;
+}
+
+/* Restores parameters, optimizer state and data position from the
+ * checkpoint in `where` (a step directory, or a directory of them: the
+ * last); returns the step it was taken after. Collective. A checkpoint
+ * that does not load ends the job on every rank with one message; when it
+ * is broken, the message names the newest earlier checkpoint next to it
+ * that verifies (checked, not guessed). */
+static int64_t resume(Trainer *t, const char *where) {
+  const DstModel *m = t->m;
+  char dir[4096], path[4200], parent[4096];
+  struct stat sb;
+  snprintf(path, sizeof path, "%s/manifest.json", where);
+  if (stat(path, &sb) == 0) {
+    snprintf(dir, sizeof dir, "%s", where);
+    /* a step directory: its earlier siblings are the alternatives */
+    snprintf(parent, sizeof parent, "%s", where);
+    size_t n = strlen(parent);
+    while (n > 1 && parent[n - 1] == '/') parent[--n] = '\0';
+    char *slash = strrchr(parent, '/');
+    if (!slash) snprintf(parent, sizeof parent, ".");
+    else if (slash == parent) parent[1] = '\0';
+    else *slash = '\0';
+  } else {
+    int64_t steps[4096];
+    int n = list_checkpoints(where, steps, 4096);
+    if (!n) dst_fatal("cannot resume: no checkpoint in %s (expected step-N directories or a manifest.json)", where);
+    snprintf(dir, sizeof dir, "%s/step-%08lld", where, (long long)steps[n - 1]);
+    snprintf(parent, sizeof parent, "%s", where);
+  }
+  Manifest mf;
+  int64_t step = 0;
+  uint64_t pos = 0;
+  if (manifest_open(&mf, dir, m->name)) load_checkpoint(t, &mf, &step, &pos);
+  int code = mf.st;
+  char msg[MSG_LEN] = "";
+  if (mf.st) snprintf(msg, sizeof msg, "%s", mf.msg);
+  manifest_close(&mf);
+  if (all_ok(t, msg, &code, "resume")) {
+    if (t->z2 && !t->z3) full_from_shard(t, t->pshard, (float *)t->r.params, true);
+    t->train->pos = pos;
+    return step;
+  }
+  char line[3 * MSG_LEN];
+  if (code != CK_BROKEN) {
+    fmt_cut(line, sizeof line, "error: cannot resume from %s: %s", dir, msg);
+    dst_comm_exit_all(DST_EXIT_INPUT, line);
+  }
+  /* The newest earlier checkpoint next to it that verifies: only where the
+   * broken one is a step-N directory (the others are ordered by it). */
+  char hint[MSG_LEN] = "";
+  const char *base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+  long long mine;
+  char tail;
+  if (t->rank == 0 && sscanf(base, "step-%lld%c", &mine, &tail) == 1) {
+    int64_t steps[4096];
+    int n = list_checkpoints(parent, steps, 4096), earlier = 0;
+    for (int i = n - 1; i >= 0 && !hint[0]; i--) {
+      if (steps[i] >= mine) continue;
+      earlier++;
+      char cand[4200];
+      fmt_cut(cand, sizeof cand, "%s/step-%08lld", parent, (long long)steps[i]);
+      if (checkpoint_verifies(cand, m->name))
+        fmt_cut(hint, sizeof hint, "; %s verifies: resume from it with --resume %s", cand, cand);
+    }
+    if (!hint[0] && earlier) fmt_cut(hint, sizeof hint, "; no earlier checkpoint in %s verifies", parent);
+  }
+  fmt_cut(line, sizeof line, "error: cannot resume: checkpoint %s is broken: %s%s", dir, msg, hint);
+  dst_comm_exit_all(DST_EXIT_INPUT, line);
+}
+
+/* ------------------------------------------------------------ start-up checks
+ *
+ * Everything the run will write is checked before the first step, so a
+ * typo in a path costs seconds, not the hours of training before the
+ * first save. Rank 0 checks (it is the one that writes these files, or
+ * creates the directories the others write into) and all ranks agree. */
+
+/* Whether new files can be made in dir: creates and removes a probe file,
+ * the only test that tells the truth (permissions, read-only mounts,
+ * ACLs, and root, for whom access() always says yes). */
+static bool dir_writable(const char *dir, char *why, size_t n) {
+  char probe[4200];
+  fmt_cut(probe, sizeof probe, "%s/.dst-probe-%ld", dir, (long)getpid());
+  int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    snprintf(why, n, "%s", strerror(errno));
+    return false;
+  }
+  close(fd);
+  unlink(probe);
+  return true;
+}
+
+/* A file the run will create: not a directory, in a directory that exists
+ * and takes new files. */
+static void check_output_file(const char *flag, const char *path, char msg[MSG_LEN]) {
+  struct stat sb;
+  if (msg[0]) return;
+  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    fmt_cut(msg, MSG_LEN, "%s %s: is a directory; give a file name", flag, path);
+    return;
+  }
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (!slash) snprintf(dir, sizeof dir, ".");
+  else if (slash == dir) dir[1] = '\0';
+  else *slash = '\0';
+  char why[256];
+  if (stat(dir, &sb) != 0) fmt_cut(msg, MSG_LEN, "%s %s: cannot write in %s: %s", flag, path, dir, strerror(errno));
+  else if (!S_ISDIR(sb.st_mode)) fmt_cut(msg, MSG_LEN, "%s %s: %s is not a directory", flag, path, dir);
+  else if (!dir_writable(dir, why, sizeof why))
+    fmt_cut(msg, MSG_LEN, "%s %s: cannot write in %s: %s", flag, path, dir, why);
+}
+
+/* The checkpoint directory: a directory that takes new files (created when
+ * missing) and, for a new run, holds no checkpoints of another run. A new
+ * run is refused rather than given a run id of its own: with runs kept
+ * apart in one directory, --resume DIR and --keep would have to pick a
+ * run, and a rerun that forgot --resume would quietly start over beside
+ * the checkpoints it meant to continue from. */
+static void check_checkpoint_dir(const Options *o, char msg[MSG_LEN]) {
+  const char *dir = o->ckpt_dir;
+  struct stat sb;
+  char why[256];
+  if (msg[0]) return;
+  if (stat(dir, &sb) == 0) {
+    if (!S_ISDIR(sb.st_mode)) {
+      fmt_cut(msg, MSG_LEN, "--checkpoint-dir %s: exists and is not a directory", dir);
+      return;
+    }
+  } else if (errno != ENOENT || mkdir(dir, 0777) != 0) {
+    fmt_cut(msg, MSG_LEN, "--checkpoint-dir %s: cannot create it: %s", dir, strerror(errno));
+    return;
+  }
+  if (!dir_writable(dir, why, sizeof why)) {
+    fmt_cut(msg, MSG_LEN, "--checkpoint-dir %s: cannot write in it: %s", dir, why);
+    return;
+  }
+  int64_t steps[4096];
+  int n = o->resume ? 0 : list_checkpoints(dir, steps, 4096);
+  if (n == 1)
+    fmt_cut(msg, MSG_LEN,
+             "--checkpoint-dir %s already holds a checkpoint of another run (step-%08lld): give --resume %s to "
+             "continue that run, or another --checkpoint-dir (or remove %s) to start a new one",
+             dir, (long long)steps[0], dir, dir);
+  else if (n > 1)
+    fmt_cut(msg, MSG_LEN,
+             "--checkpoint-dir %s already holds %d checkpoints of another run (step-%08lld .. step-%08lld): give "
+             "--resume %s to continue that run, or another --checkpoint-dir (or remove %s) to start a new one",
+             dir, n, (long long)steps[0], (long long)steps[n - 1], dir, dir);
+}
+
+/* Rank 0's checks of every path the run writes; collective. */
+static void check_outputs(Trainer *t, const Options *o, bool ckpt_on) {
+  char msg[MSG_LEN] = "";
+  if (t->rank == 0) {
+    if (o->save) check_output_file("--save", o->save, msg);
+    if (o->dump) check_output_file("--dump", o->dump, msg);
+    if (o->loss_log) check_output_file("--loss-log", o->loss_log, msg);
+    if (ckpt_on) check_checkpoint_dir(o, msg);
+  }
+  if (all_ok(t, msg, NULL, "start-up checks")) return;
+  char line[MSG_LEN + 16];
+  fmt_cut(line, sizeof line, "error: %s", msg);
+  dst_comm_exit_all(DST_EXIT_INPUT, line);
 }
 
 static double lr_at(const DstModel *m, int64_t step, int64_t steps) {
@@ -1105,7 +1641,7 @@ static float compute(Trainer *t, int64_t step) {
   /* with ZeRO a rank holds only its shard reduced; otherwise all of it */
   int64_t cnt = t->sharded ? t->n : (int64_t)n;
   if (t->world * ga > 1) dev->scale(&t->r, g, 1.0f / (float)(t->world * ga), cnt);
-  return (float)dp_mean(t, loss / (double)ga);
+  return (float)step_mean(t, loss / (double)ga);
 }
 
 /* Where this rank's reduced gradients are: with ZeRO only its shard (the
@@ -1287,7 +1823,8 @@ static void sample(Trainer *t, int64_t n, DstRng *rng, bool print) {
   int64_t V = m->logits_shape[2];
   DstDataLoader *src = t->val ? t->val : t->train;
   dst_data_reset(src);
-  dst_data_next(src, t->tok, t->tgt);
+  char err[DST_ERR_LEN];
+  if (!dst_data_next(src, t->tok, t->tgt, err)) dst_fatal("%s", err);
   int32_t *ctx = malloc(sizeof(int32_t) * (size_t)t->T);
   double *p = malloc(sizeof(double) * (size_t)V);
   if (!ctx || !p) dst_fatal("out of memory");
@@ -1414,8 +1951,12 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
     execv("/proc/self/exe", argv);
     /* if that fails, run with the defaults */
   }
+  /* Step lines must reach a log even when the process is killed: a file
+   * or pipe gets every line as it is printed, not 4 KiB at a time. */
+  if (!isatty(1)) setvbuf(stdout, NULL, _IOLBF, 0);
   Options o = parse_args(m, argc, argv);
   dst_comm_init(&argc, &argv);
+  install_stop_handlers();
   if (m->ninputs < 1 || input(m, 0)->ndim != 2)
     dst_fatal("model %s: the first input must be a [batch, seq] token tensor to be fed from --data", m->name);
   if (o.threads) k_set_num_threads((int)o.threads);
@@ -1486,6 +2027,8 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
     t.mom1 = (float *)st;
     t.mom2 = m->optstate_bytes >= 2 * (int64_t)half ? (float *)(st + half) : NULL;
   }
+  bool ckpt_on = o.save_every > 0 || o.ckpt_dir_given;
+  if (!o.check_grads) check_outputs(&t, &o, ckpt_on);
   t.r.seed = (uint64_t)o.seed;
   t.tok = dst_malloc(sizeof(int32_t) * (size_t)t.B * (size_t)t.T, DST_MEM_OTHER, "batch staging");
   t.tgt = dst_malloc(sizeof(int32_t) * (size_t)t.B * (size_t)t.T, DST_MEM_OTHER, "batch staging");
@@ -1513,7 +2056,10 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   }
 
   FILE *losslog = NULL;
-  if (o.loss_log && !(losslog = fopen(o.loss_log, "w"))) dst_fatal("cannot write %s", o.loss_log);
+  if (o.loss_log) {
+    if (!(losslog = fopen(o.loss_log, "w"))) dst_fatal("--loss-log %s: cannot write: %s", o.loss_log, strerror(errno));
+    setvbuf(losslog, NULL, _IOLBF, 0); /* every step's line is on disk, as far as the process got */
+  }
   int64_t tokens = (int64_t)t.B * t.T;
   if (lead)
     printf("model %s: %lld parameters, %lld x %d tokens per step%s, %lld steps%s%s\n", m->name,
@@ -1523,11 +2069,16 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
            m->precision && strcmp(m->precision, "fp32") ? m->precision : "");
   if (!o.quiet)
     printf("data %s: %llu tokens, unigram entropy %.4f nats/token\n", o.data, (unsigned long long)t.train->ntokens,
-           unigram_entropy(t.train));
+           t.train->entropy);
   DstStepTimer timer;
   dst_timer_init(&timer, (uint64_t)tokens * (uint64_t)t.world * (uint64_t)(m->grad_accum > 0 ? m->grad_accum : 1), 1);
-  bool tty = isatty(1) && !o.quiet;
+  /* A progress line rewritten in place ("\r\033[K") only on a terminal
+   * of a process started on its own: a launcher such as mpirun may give
+   * the ranks a pseudo-terminal while its own output goes to a file,
+   * where the fragments would be noise. */
+  bool tty = isatty(1) && !o.quiet && dst_comm_backend() == DST_COMM_BACKEND_LOCAL;
   double first_loss = NAN, last_loss = NAN;
+  bool last_save_failed = false;
   int64_t first = 1;
   if (o.resume) {
     first = resume(&t, o.resume) + 1;
@@ -1552,23 +2103,58 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
     double lr = lr_at(m, step, o.steps);
     update(&t, step, lr);
     dst_timer_stop(&timer);
-    if (step == 1) first_loss = loss;
+    if (step == first) first_loss = loss;
     last_loss = loss;
     if (losslog) fprintf(losslog, "%.9g\n", loss);
     bool log = !o.quiet && (step % o.log_every == 0 || step == 1 || step == o.steps);
-    if (log)
+    if (log) {
       printf("%sstep %5lld/%lld | loss %.6f | norm %.4f | lr %.3e | %7.1f ms | %8.0f tok/s\n", tty ? "\r\033[K" : "",
              (long long)step, (long long)o.steps, loss, norm, lr, dst_timer_last_ms(&timer),
              dst_timer_last_tok_per_sec(&timer));
-    else if (tty)
-      printf("\r\033[Kstep %5lld/%lld | loss %.6f", (long long)step, (long long)o.steps, loss), fflush(stdout);
-    if (o.save_every && (step % o.save_every == 0 || step == o.steps)) save_checkpoint(&t, o.ckpt_dir, step, o.keep);
+      dst_log_progress(false);
+    } else if (tty) {
+      printf("\r\033[Kstep %5lld/%lld | loss %.6f", (long long)step, (long long)o.steps, loss);
+      fflush(stdout);
+      dst_log_progress(true);
+    }
+    bool saved = false, save_ok = false;
+    if (o.save_every && (step % o.save_every == 0 || step == o.steps)) {
+      saved = true;
+      save_ok = checkpoint_step(&t, &o, step,
+                                t.stop ? "stopping without it" : step == o.steps ? "training is over" : "training goes on");
+      if (!save_ok && step == o.steps && !t.stop) last_save_failed = true;
+    }
+    if (t.stop) {
+      /* every rank agreed on this step (step_mean); the checkpoint, if any,
+       * is of it, so a resumed run continues with the next step */
+      if (ckpt_on && !saved) save_ok = checkpoint_step(&t, &o, step, "stopping without it");
+      char what[4200] = "";
+      if (!ckpt_on)
+        fmt_cut(what, sizeof what, "no checkpoint (checkpointing is off: give --save-every N or --checkpoint-dir DIR)");
+      else if (save_ok)
+        fmt_cut(what, sizeof what, "checkpoint written to %s/step-%08lld", o.ckpt_dir, (long long)step);
+      else if (lead) {
+        char newest[4200];
+        newest_checkpoint(o.ckpt_dir, newest, sizeof newest);
+        fmt_cut(what, sizeof what, "its checkpoint could not be written (see the warning); %s", newest);
+      }
+      if (lead) say("stopped by %s after step %lld; %s\n", signal_name(t.stop), (long long)step, what);
+      break;
+    }
     if (t.val && o.eval_every && step % o.eval_every == 0) {
       double vl = evaluate(&t);
-      if (lead) printf("step %5lld | val loss %.6f\n", (long long)step, vl);
+      if (lead) say("step %5lld | val loss %.6f\n", (long long)step, vl);
     }
   }
-  if (tty) printf("\r\033[K");
+  if (t.stop) {
+    if (losslog) fclose(losslog);
+    fflush(stdout);
+    trainer_free(&t);
+    dst_mesh_free(t.mesh);
+    dst_comm_finalize();
+    return DST_EXIT_SIGNAL + t.stop;
+  }
+  dst_log_end_progress();
   if (losslog) fclose(losslog);
   if (t.r.prof && o.steps > 0) print_profile(m, t.r.prof, o.steps, dst_timer_avg_ms(&timer) / 1e3);
   if (t.world > 1 && o.steps >= first && lead)
@@ -1603,8 +2189,14 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
     dst_rng_seed(&rng, (uint64_t)o.seed + 1);
     sample(&t, nsample, &rng, lead);
   }
+  if (last_save_failed && lead) {
+    char newest[4200];
+    newest_checkpoint(o.ckpt_dir, newest, sizeof newest);
+    dst_log_error("the checkpoint of the last step (%lld) could not be written (see the warning); %s",
+                  (long long)o.steps, newest);
+  }
   trainer_free(&t);
   dst_mesh_free(t.mesh);
   dst_comm_finalize();
-  return 0;
+  return last_save_failed ? DST_EXIT_INPUT : 0;
 }

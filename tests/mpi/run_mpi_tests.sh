@@ -106,7 +106,7 @@ case_watchdog_np2() { # rank 1 skips allreduce #3 and sleeps: rank 0 fires at 2 
   DST_COMM_TIMEOUT=2 mpi 2 watchdog
   want_nonzero
   want_text "[rank 0] error: comm watchdog: allreduce #3 ['grads.test'] on group 'dp' (2 ranks, this is rank 0) did not complete in 2."
-  want_text "not arrived: rank 1 (world 1): no reply (computing outside dst_comm, hung, or dead)"
+  want_text "not arrived: rank 1 (world 1): no reply (computing outside dst_comm, hung, or dead); set DST_COMM_TIMEOUT=SECONDS to wait longer, 0 to wait forever"
   want_no_text "completed without the last rank"
   want_secs_above 2
   want_secs_below 10

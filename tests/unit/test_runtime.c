@@ -775,6 +775,12 @@ static const char *index_shard(const char *name, size_t n) {
   return p;
 }
 
+/* The next batch, which must read. */
+static void next_ok(DstDataLoader *dl, int32_t *in, int32_t *tg) {
+  char err[DST_ERR_LEN] = "";
+  ck_assert_msg(dst_data_next(dl, in, tg, err), "%s", err);
+}
+
 static void expect_row(const int32_t *row, const char *want, int T) {
   for (int t = 0; t < T; t++)
     ck_assert_msg(row[t] == (unsigned char)want[t], "token %d: %d, expected '%c'", t, row[t],
@@ -793,19 +799,19 @@ START_TEST(test_data_text) {
   ck_assert_uint_eq(dl->vocab, 256);
   ck_assert_uint_eq(dl->max_token, 'z');
   int32_t in[8], tg[8];
-  dst_data_next(dl, in, tg);
+  next_ok(dl, in, tg);
   expect_row(in, "The ", 4);
   expect_row(tg, "he q", 4);
   expect_row(in + 4, "quic", 4);
   expect_row(tg + 4, "uick", 4);
   ck_assert_uint_eq(dl->pos, 8);
-  dst_data_next(dl, in, tg);
+  next_ok(dl, in, tg);
   expect_row(in, "k br", 4);
   expect_row(in + 4, "own ", 4);
   expect_row(tg + 4, "wn f", 4);
   ck_assert_uint_eq(dst_data_batches_per_epoch(dl), 5); /* 10 windows of 4 */
   dst_data_reset(dl);
-  dst_data_next(dl, in, tg);
+  next_ok(dl, in, tg);
   expect_row(in, "The ", 4);
   dst_data_close(dl);
 }
@@ -821,15 +827,15 @@ START_TEST(test_data_shard_exact_tokens) {
   ck_assert_uint_eq(dl->ntokens, 12);
   ck_assert_uint_eq(dl->max_token, 65535);
   int32_t in[5], tg[5];
-  dst_data_next(dl, in, tg);
+  next_ok(dl, in, tg);
   int32_t want_in[5] = {50256, 15496, 11, 995, 0}, want_tg[5] = {15496, 11, 995, 0, 65535};
   ck_assert_int_eq(memcmp(in, want_in, sizeof in), 0);
   ck_assert_int_eq(memcmp(tg, want_tg, sizeof tg), 0);
-  dst_data_next(dl, in, tg);
+  next_ok(dl, in, tg);
   int32_t want_in2[5] = {65535, 7, 7, 1, 2}, want_tg2[5] = {7, 7, 1, 2, 3};
   ck_assert_int_eq(memcmp(in, want_in2, sizeof in), 0);
   ck_assert_int_eq(memcmp(tg, want_tg2, sizeof tg), 0);
-  dst_data_next(dl, in, tg); /* 10 + 6 > 12: wraps */
+  next_ok(dl, in, tg); /* 10 + 6 > 12: wraps */
   ck_assert_int_eq(memcmp(in, want_in, sizeof in), 0);
   dst_data_close(dl);
 }
@@ -849,10 +855,10 @@ START_TEST(test_data_rank_slices) {
   int32_t gin[B * W * T], gtg[B * W * T], in[B * T], tg[B * T];
   bool wrapped = false;
   for (int s = 0; s < STEPS; s++) {
-    dst_data_next(global, gin, gtg);
+    next_ok(global, gin, gtg);
     bool seen[200] = {false};
     for (int r = 0; r < W; r++) {
-      dst_data_next(rank[r], in, tg);
+      next_ok(rank[r], in, tg);
       ck_assert_uint_eq(rank[r]->pos, global->pos);
       /* Rank r holds sequences r*B .. r*B+B-1 of the global batch. */
       ck_assert_int_eq(memcmp(in, gin + r * B * T, sizeof in), 0);
@@ -889,20 +895,20 @@ START_TEST(test_data_wrap_and_restore) {
   ck_assert_msg(dl != NULL, "%s", err);
   ck_assert_uint_eq(dst_data_batches_per_epoch(dl), 2);
   int32_t in[12], tg[12];
-  dst_data_next(dl, in, tg);
+  next_ok(dl, in, tg);
   expect_row(in, "0123", 4);
   expect_row(tg, "1234", 4);
-  dst_data_next(dl, in, tg);
+  next_ok(dl, in, tg);
   expect_row(in, "4567", 4);
   expect_row(tg, "5678", 4);
-  dst_data_next(dl, in, tg); /* a window at 8 needs tokens 8..12: wraps */
+  next_ok(dl, in, tg); /* a window at 8 needs tokens 8..12: wraps */
   expect_row(in, "0123", 4);
   dst_data_close(dl);
 
   /* A wrap inside one batch: windows at 0, 4, then 0 again. */
   dl = dst_data_open(path, 3, 4, 0, 1, err);
   ck_assert_msg(dl != NULL, "%s", err);
-  dst_data_next(dl, in, tg);
+  next_ok(dl, in, tg);
   expect_row(in, "0123", 4);
   expect_row(in + 4, "4567", 4);
   expect_row(in + 8, "0123", 4);
@@ -916,20 +922,99 @@ START_TEST(test_data_wrap_and_restore) {
   DstDataLoader *a = dst_data_open(shard, 2, 7, 1, 2, err);
   ck_assert_msg(a != NULL, "%s", err);
   int32_t ain[14], atg[14], bin[14], btg[14];
-  for (int s = 0; s < 5; s++) dst_data_next(a, ain, atg);
+  for (int s = 0; s < 5; s++) next_ok(a, ain, atg);
   uint64_t saved = a->pos;
   DstDataLoader *b = dst_data_open(shard, 2, 7, 1, 2, err);
   ck_assert_msg(b != NULL, "%s", err);
   b->pos = saved;
   for (int s = 0; s < 6; s++) {
-    dst_data_next(a, ain, atg);
-    dst_data_next(b, bin, btg);
+    next_ok(a, ain, atg);
+    next_ok(b, bin, btg);
     ck_assert_int_eq(memcmp(ain, bin, sizeof ain), 0);
     ck_assert_int_eq(memcmp(atg, btg, sizeof atg), 0);
     ck_assert_uint_eq(a->pos, b->pos);
   }
   dst_data_close(a);
   dst_data_close(b);
+}
+END_TEST
+
+/* A file truncated after open: the next batch that reaches past the new
+ * end is an error naming both sizes (a mapping would have raised SIGBUS),
+ * and the position does not move. */
+START_TEST(test_data_truncated_while_reading) {
+  char text[200];
+  for (int i = 0; i < 200; i++) text[i] = (char)('a' + i % 26);
+  const char *path = tpath("shrinks.txt");
+  write_bytes(path, text, sizeof text);
+  char err[DST_ERR_LEN] = "";
+  DstDataLoader *dl = dst_data_open(path, 2, 8, 0, 1, err);
+  ck_assert_msg(dl != NULL, "%s", err);
+  int32_t in[16], tg[16];
+  next_ok(dl, in, tg);
+  ck_assert_int_eq(truncate(path, 20), 0);
+  ck_assert(!dst_data_next(dl, in, tg, err)); /* windows at 16 and 24 */
+  ck_assert_contains(err, "shrinks.txt: the file is now 20 bytes, it had 200 when training started: it was "
+                          "truncated or replaced while training");
+  ck_assert_uint_eq(dl->pos, 16);
+  dst_data_reset(dl);
+  next_ok(dl, in, tg); /* windows at 0 and 8 (tokens 0..16) are still there */
+  expect_row(in + 8, "ijklmnop", 8);
+  dst_data_close(dl);
+}
+END_TEST
+
+/* Token ids against a limit: the first token at or above it, with its
+ * value and offset; also across the streaming pass's buffer boundary. */
+START_TEST(test_data_check_ids) {
+  char err[DST_ERR_LEN] = "";
+  const char *text = tpath("ids.txt");
+  write_bytes(text, "The quick brown fox", 19);
+  DstDataLoader *dl = dst_data_open(text, 1, 4, 0, 1, err);
+  ck_assert_msg(dl != NULL, "%s", err);
+  ck_assert(dst_data_check_ids(dl, 256, "input 'x'", err));
+  ck_assert(dst_data_check_ids(dl, 'x' + 1, "input 'x'", err));
+  ck_assert(!dst_data_check_ids(dl, 100, "input 'x'", err));
+  ck_assert_contains(err, "ids.txt: token 104 at token offset 1 is outside the model's vocabulary: input 'x' "
+                          "takes ids below 100");
+  dst_data_close(dl);
+
+  enum { N = 700000 }; /* 1.4 MB of tokens: more than one read of the scan */
+  uint16_t *tok = calloc(N, sizeof *tok);
+  ck_assert_ptr_nonnull(tok);
+  for (int i = 0; i < N; i++) tok[i] = (uint16_t)(i % 1000);
+  tok[650001] = 50257;
+  const char *shard = write_shard("ids.bin", DST_SHARD_MAGIC, 1, N, tok, N);
+  free(tok);
+  size_t live0 = dst_mem_live_total();
+  dl = dst_data_open(shard, 4, 64, 0, 1, err);
+  ck_assert_msg(dl != NULL, "%s", err);
+  ck_assert_uint_eq(dl->max_token, 50257);
+  ck_assert(!dst_data_check_ids(dl, 50257, "input 'idx'", err));
+  ck_assert_contains(err, "ids.bin: token 50257 at token offset 650001 is outside the model's vocabulary: input "
+                          "'idx' takes ids below 50257");
+  ck_assert(dst_data_check_ids(dl, 50258, "input 'idx'", err));
+  /* the loader holds one window, not the file */
+  ck_assert_uint_lt(dst_mem_live_total() - live0, 4096);
+  dst_data_close(dl);
+}
+END_TEST
+
+/* The unigram entropy computed at open: ln 2 for two equally frequent
+ * tokens, 0 for one. */
+START_TEST(test_data_entropy) {
+  char err[DST_ERR_LEN] = "";
+  const char *p = tpath("ab.txt");
+  write_bytes(p, "abababab", 8);
+  DstDataLoader *dl = dst_data_open(p, 1, 2, 0, 1, err);
+  ck_assert_msg(dl != NULL, "%s", err);
+  ck_assert(fabs(dl->entropy - log(2.0)) < 1e-12);
+  dst_data_close(dl);
+  write_bytes(p, "aaaa", 4);
+  dl = dst_data_open(p, 1, 2, 0, 1, err);
+  ck_assert_msg(dl != NULL, "%s", err);
+  ck_assert(dl->entropy == 0.0);
+  dst_data_close(dl);
 }
 END_TEST
 
@@ -1051,6 +1136,9 @@ Suite *runtime_suite(void) {
   tcase_add_test(files, test_data_rank_slices);
   tcase_add_test(files, test_data_wrap_and_restore);
   tcase_add_test(files, test_data_rejects);
+  tcase_add_test(files, test_data_truncated_while_reading);
+  tcase_add_test(files, test_data_check_ids);
+  tcase_add_test(files, test_data_entropy);
   suite_add_tcase(s, files);
   return s;
 }
