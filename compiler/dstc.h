@@ -379,6 +379,9 @@ void ir_init(IrGraph *g, Arena *a);
 ValId ir_add(IrGraph *g, const IrNode *proto);
 int64_t ir_numel(const IrNode *n);
 void ir_dump(FILE *out, const IrGraph *g);
+/* readers[v] += the number of operand slots of live nodes that read v;
+ * reader[v] = the last such node (arrays of g->n, zeroed by the caller). */
+void ir_readers(const IrGraph *g, int *readers, ValId *reader);
 /* Checks structural invariants; returns false (and prints) on a violation. */
 bool ir_verify(const IrGraph *g, FILE *err);
 

@@ -38,14 +38,7 @@ void pass_fuse(IrGraph *g) {
   ValId *reader = calloc((size_t)g->n, sizeof(ValId));
   int *depth = calloc((size_t)g->n, sizeof(int));
   if (!readers || !reader || !depth) die("out of memory");
-  for (int i = 1; i < g->n; i++) {
-    const IrNode *n = &g->nodes[i];
-    if (n->dead) continue;
-    for (uint32_t k = 0; k < n->nin; k++) {
-      readers[n->in[k]]++;
-      reader[n->in[k]] = (ValId)i;
-    }
-  }
+  ir_readers(g, readers, reader);
   if (g->loss) readers[g->loss] += 2;
   for (int i = 0; i < g->nnamed; i++) readers[g->named[i].v] += 2;
   for (int i = 1; i <= g->nforward; i++) {

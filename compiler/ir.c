@@ -128,6 +128,17 @@ void ir_dump(FILE *out, const IrGraph *g) {
   if (g->loss) fprintf(out, "loss = %%%u\n", g->loss);
 }
 
+void ir_readers(const IrGraph *g, int *readers, ValId *reader) {
+  for (int i = 1; i < g->n; i++) {
+    const IrNode *n = &g->nodes[i];
+    if (n->dead) continue;
+    for (uint32_t k = 0; k < n->nin; k++) {
+      readers[n->in[k]]++;
+      reader[n->in[k]] = (ValId)i;
+    }
+  }
+}
+
 bool ir_verify(const IrGraph *g, FILE *err) {
   bool ok = true;
   for (int i = 1; i < g->n; i++) {
@@ -222,14 +233,7 @@ bool ir_verify(const IrGraph *g, FILE *err) {
   int *readers = calloc((size_t)g->n, sizeof(int));
   ValId *reader = calloc((size_t)g->n, sizeof(ValId));
   if (!readers || !reader) die("out of memory");
-  for (int i = 1; i < g->n; i++) {
-    const IrNode *n = &g->nodes[i];
-    if (n->dead) continue;
-    for (uint32_t k = 0; k < n->nin; k++) {
-      readers[n->in[k]]++;
-      reader[n->in[k]] = (ValId)i;
-    }
-  }
+  ir_readers(g, readers, reader);
   for (int i = 1; i < g->n; i++) {
     const IrNode *n = &g->nodes[i];
     if (n->dead || !n->fused) continue;
