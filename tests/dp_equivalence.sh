@@ -27,6 +27,13 @@ layouts+=("8 2 1 0 0.02" "8 4 2 1 0.05" "8 2 1 2 0.02" "8 4 2 3 0.02" "12 1 1 0 
 # without overlap: one all-reduce after the backward pass (zero 0), each
 # unit's reduce-scatter waited for at once (zero 2, 3)
 layouts+=("8 2 1 0 25 false" "8 2 2 2 0.02 false" "8 4 1 3 0.02 false")
+# The sanitizer build runs a representative subset (DST_TEST_SUBSET=1):
+# every ZeRO stage on 2 ranks, accumulation, 3 and 4 ranks, small buckets,
+# no overlap; the normal build runs them all.
+if [[ ${DST_TEST_SUBSET:-0} == 1 ]]; then
+  layouts=("8 1 1 0 25" "8 2 1 0 25" "8 2 1 1 25" "8 2 2 2 0.02" "8 4 1 3 25" "12 1 1 0 25" "12 3 2 3 25"
+    "8 2 1 3 0.02 false")
+fi
 run() { # batch dp ga zero bucket_mb [overlap_comm]
   local overlap=()
   [[ -n ${6:-} ]] && overlap=(-foverlap_comm=$6)
