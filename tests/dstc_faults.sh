@@ -62,6 +62,14 @@ expect mem-limit-bad 2 "--mem-limit: 'lots' is not a size" -- "$dstc" plan "$gpt
 expect machine-memory 0 'warning: the plan needs [0-9.]+ (GiB|TiB) per rank, more than this machine' -- \
   "$dstc" plan "$gpt" -D vocab=50257 -D seq=2048 -D dim=12288 -D heads=96 -D layers=96 -D batch=1
 
+# --- overlap_comm = false is carried out, not ignored: no bucket reductions
+# during the backward pass (zero 0), no reduce-scatter left in flight (zero 3)
+"$dstc" build "$gpt" "${small[@]}" -fdp=2 -o ov1 > /dev/null && "$dstc" build "$gpt" "${small[@]}" -fdp=2 \
+  -foverlap_comm=false -o ov0 > /dev/null && "$dstc" build "$gpt" "${small[@]}" -fdp=2 -fzero=3 \
+  -foverlap_comm=false -o ov3 > /dev/null || bad "overlap builds"
+if grep -q 'bucket_ready(r, ' ov1/gpt.c && ! grep -q 'bucket_ready(r, ' ov0/gpt.c &&
+  grep -q '\.zero_inflight = 0,' ov3/gpt.c; then ok; else bad "overlap_comm = false was not carried out"; fi
+
 # --- a model beyond the compiler's limits is an error at its source
 cat > big.dst <<'DST'
 import "nn.dst";
