@@ -96,6 +96,7 @@ const DstDevice *dst_device(void) { return dev; }
 typedef struct {
   const char *data, *val_data, *init, *save, *loss_log, *dump, *ckpt_dir, *resume;
   int64_t steps, seed, log_every, eval_every, sample, threads, save_every, keep;
+  double temperature; /* of --sample: the logits are divided by it */
   bool check_grads, quiet, profile;
   bool ckpt_dir_given; /* --checkpoint-dir on the command line */
 } Options;
@@ -145,6 +146,8 @@ static void usage(const DstModel *m, FILE *f) {
           "  --log-every N          print a line every N steps (default %lld)\n"
           "  --eval-every N         validation loss every N steps (default %lld)\n"
           "  --sample N             generate N tokens after training (language models)\n"
+          "  --temperature T        sample from softmax(logits / T) (default 1; below 1 is more\n"
+          "                         conservative, above 1 more varied)\n"
           "  --threads N            CPU threads, 1 .. %d (default: all cores)\n"
           "  --loss-log FILE        write each step's loss, full precision, one per line\n"
           "  --dump FILE            after the first forward/backward, write the inputs, the\n"
@@ -187,7 +190,7 @@ static int64_t parse_count(const char *flag, const char *v, int64_t lo, int64_t 
 }
 
 static Options parse_args(const DstModel *m, int argc, char **argv) {
-  Options o = {.steps = m->steps, .seed = m->seed, .log_every = m->log_every, .eval_every = m->eval_every,
+  Options o = {.temperature = 1.0, .steps = m->steps, .seed = m->seed, .log_every = m->log_every, .eval_every = m->eval_every,
                .save_every = m->save_every, .keep = 3, .ckpt_dir = "checkpoints"};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -218,6 +221,17 @@ static Options parse_args(const DstModel *m, int argc, char **argv) {
     else if (!strcmp(a, "--log-every")) { VALUE(); o.log_every = parse_count(a, v, 1, MAX_STEPS); }
     else if (!strcmp(a, "--eval-every")) { VALUE(); o.eval_every = parse_count(a, v, 0, MAX_STEPS); }
     else if (!strcmp(a, "--sample")) { VALUE(); o.sample = parse_count(a, v, 0, MAX_STEPS); }
+    else if (!strcmp(a, "--temperature")) {
+      VALUE();
+      char *end;
+      errno = 0;
+      double x = strtod(v, &end);
+      if (!*v || *end || errno == ERANGE || !(x >= 0.01 && x <= 100)) {
+        fprintf(stderr, "error: --temperature needs a number from 0.01 to 100, not '%s'\n", v);
+        exit(DST_EXIT_USAGE);
+      }
+      o.temperature = x;
+    }
     else if (!strcmp(a, "--threads")) {
       VALUE();
       char *end;
@@ -1814,7 +1828,7 @@ static int check_grads(Trainer *t) {
 
 /* Generates n tokens; print is false on ranks that only take part (at
  * ZeRO-3 every rank runs the forward passes, which gather parameters). */
-static void sample(Trainer *t, int64_t n, DstRng *rng, bool print) {
+static void sample(Trainer *t, int64_t n, double temperature, DstRng *rng, bool print) {
   const DstModel *m = t->m;
   if (m->logits_offset < 0 || m->logits_ndim != 3) {
     dst_log_warn("--sample needs a model value named 'logits' of shape [batch, seq, vocab]; skipping");
@@ -1829,7 +1843,9 @@ static void sample(Trainer *t, int64_t n, DstRng *rng, bool print) {
   double *p = malloc(sizeof(double) * (size_t)V);
   if (!ctx || !p) dst_fatal("out of memory");
   memcpy(ctx, t->tok, sizeof(int32_t) * (size_t)t->T);
-  if (print) printf("--- sample (%lld tokens, after the prompt of %d tokens from the data) ---\n", (long long)n, t->T);
+  if (print)
+    printf("--- sample (%lld tokens at temperature %g, after the prompt of %d tokens from the data) ---\n",
+           (long long)n, temperature, t->T);
   t->r.training = false;
   float *lg = malloc(sizeof(float) * (size_t)V);
   char *data = dst_malloc((size_t)m->data_bytes, DST_MEM_OTHER, "sample inputs");
@@ -1844,7 +1860,7 @@ static void sample(Trainer *t, int64_t n, DstRng *rng, bool print) {
                   sizeof(float) * (size_t)V);
     double mx = lg[0], z = 0;
     for (int64_t v = 1; v < V; v++) mx = lg[v] > mx ? lg[v] : mx;
-    for (int64_t v = 0; v < V; v++) z += p[v] = exp(lg[v] - mx);
+    for (int64_t v = 0; v < V; v++) z += p[v] = exp((lg[v] - mx) / temperature);
     double u = dst_rng_uniform(rng) * z, acc = 0;
     int64_t tok = V - 1;
     for (int64_t v = 0; v < V; v++) {
@@ -2187,7 +2203,7 @@ int dst_train_main(const DstModel *m, int argc, char **argv) {
   if (o.sample || (t.z3 && nsample)) {
     DstRng rng;
     dst_rng_seed(&rng, (uint64_t)o.seed + 1);
-    sample(&t, nsample, &rng, lead);
+    sample(&t, nsample, o.temperature, &rng, lead);
   }
   if (last_save_failed && lead) {
     char newest[4200];

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every Debian package dst needs to build, test and run.
+# Installs every Debian package dst needs to build, test and run, and the
+# text the demo trains on.
 # Idempotent: packages already present are skipped, and when nothing is
 # missing the script changes nothing and does not touch the network.
 #
@@ -17,6 +18,7 @@ pkgs=(
   openmpi-bin libopenmpi-dev         # collectives on the CPU backend
   liburing-dev                       # NVMe offload through io_uring
   clang llvm llvm-14-tools libclang-rt-dev        # libFuzzer, sanitizers, FileCheck
+  bible-kjv                          # the demo's training text (King James Bible, public domain)
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(python3 python3-torch python3-numpy)

@@ -47,5 +47,13 @@ expect run 0 'done: loss' -- "$dstc" run "$gpt" -D batch=2 -D seq=16 -- --data "
 expect run-save 0 'saved' -- "$dstc" run "$gpt" -D batch=2 -D seq=16 -- --data "$gpt" --steps 2 --save "$tmp/w.safetensors"
 expect run-init 0 'done: loss' -- "$dstc" run "$gpt" -D batch=2 -D seq=16 -- --data "$gpt" --steps 2 --init "$tmp/w.safetensors"
 expect init-wrong-model 1 "error: --init .*(missing tensor|shape)" -- "$dstc" run "$gpt" -D batch=2 -D seq=16 -D dim=64 -- --data "$gpt" --steps 1 --init "$tmp/w.safetensors"
+# --temperature: near 0 the sample is the most likely text whatever the seed;
+# at 1 the seed changes it
+smp() { "$tmp/b/gpt" --data "$gpt" --init "$tmp/w.safetensors" --steps 0 --sample 40 --quiet "$@" 2>&1 | sed -n '/^--- sample/,$p'; }
+if [[ -n $(smp --temperature 0.01 --seed 1) && $(smp --temperature 0.01 --seed 1) == "$(smp --temperature 0.01 --seed 2)" &&
+  $(smp --seed 1) != "$(smp --seed 2)" ]]; then pass=$((pass + 1)); else
+  fail=$((fail + 1)); echo "FAIL temperature: the samples do not follow the temperature"; fi
+expect temperature-shown 0 'sample \(40 tokens at temperature 0.5,' -- "$tmp/b/gpt" --data "$gpt" --init "$tmp/w.safetensors" --steps 0 --sample 40 --temperature 0.5
+expect temperature-bad 2 "--temperature needs a number from 0.01 to 100, not '0'" -- "$tmp/b/gpt" --data "$gpt" --temperature 0
 echo "cli: $pass passed, $fail failed"
 [[ $fail == 0 ]]
