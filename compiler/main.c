@@ -163,6 +163,13 @@ static void print_zero(Compilation *c, MemPlan *m) {
            (long long)pc->grad_accum.i, z >= 3 ? " and the parameters gathered" : "");
 }
 
+/* The value of parallel key k as the user writes it (enum values bare). */
+static void key_value(Program *p, int k, char *buf, size_t sz) {
+  ConstVal cv = *((ConstVal *)&p->par + k);
+  if (cv.kind == CV_STR) snprintf(buf, sz, "%s", cv.s);
+  else const_format(buf, sz, cv);
+}
+
 /* The settings of the layout that the plan and the generated programs do
  * not carry out yet (checked by sema, but not planned): build and run
  * refuse them, and the plan says that its figures leave them out. One
@@ -191,9 +198,7 @@ static int unplanned_settings(Compilation *c, int *keys, const char **text) {
     if (!rules[i].set) continue;
     int k = sema_parallel_index(rules[i].key);
     char v[64];
-    ConstVal cv = *((ConstVal *)&c->prog->par + k);
-    if (cv.kind == CV_STR) snprintf(v, sizeof v, "%s", cv.s); /* enum values read bare */
-    else const_format(v, sizeof v, cv);
+    key_value(c->prog, k, v, sizeof v);
     if (keys) keys[n] = k;
     n++;
     int w = snprintf(buf + len, sizeof buf - len, "%s%s = %s", len ? ", " : "", rules[i].key, v);
@@ -245,12 +250,10 @@ static bool check_backend_support(Compilation *c) {
   for (int i = 0; i < n; i++) {
     int k = keys[i];
     char v[64];
-    ConstVal cv = *((ConstVal *)&p->par + k);
-    if (cv.kind == CV_STR) snprintf(v, sizeof v, "%s", cv.s);
-    else const_format(v, sizeof v, cv);
+    key_value(p, k, v, sizeof v);
     const char *flag = p->par_from_flag[k];
     Diag *g = diag_error(&c->diag, flag ? (Loc){0} : p->par_loc[k],
-                         "%s = %s is checked and planned, but this version's generated programs cannot run it yet",
+                         "%s = %s is checked, but this version neither plans nor runs it yet",
                          parallel_key_names[k], v);
     if (flag) diag_note(&c->diag, g, (Loc){0}, "set by %s on the command line", flag);
     diag_note(&c->diag, g, (Loc){0}, "'dstc check' and 'dstc plan' accept it; 'build' and 'run' need the default");
