@@ -19,11 +19,10 @@
 
 #include "dstc.h"
 
-/* FNV-1a of the file's bytes; false (errno set) when it cannot be read. */
-static bool hash_bytes(const char *path, uint64_t *out) {
+bool cache_hash_file(const char *path, uint64_t *out) {
   int fd = open(path, O_RDONLY);
   if (fd < 0) return false;
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = *out;
   static unsigned char buf[1 << 16];
   for (;;) {
     ssize_t n = read(fd, buf, sizeof buf);
@@ -62,8 +61,8 @@ CacheState cache_check(const char *program, char *why, size_t whysz) {
     snprintf(why, whysz, "its checksum file %s is missing or unreadable", sumpath);
     return CACHE_DAMAGED;
   }
-  uint64_t got;
-  if (!hash_bytes(program, &got)) {
+  uint64_t got = CACHE_HASH_INIT;
+  if (!cache_hash_file(program, &got)) {
     snprintf(why, whysz, "it cannot be read: %s", strerror(errno));
     return CACHE_DAMAGED;
   }
@@ -76,8 +75,8 @@ CacheState cache_check(const char *program, char *why, size_t whysz) {
 }
 
 bool cache_store(const char *built, const char *program, char *why, size_t whysz) {
-  uint64_t h;
-  if (!hash_bytes(built, &h) || !sync_fd_path(built, O_RDONLY)) {
+  uint64_t h = CACHE_HASH_INIT;
+  if (!cache_hash_file(built, &h) || !sync_fd_path(built, O_RDONLY)) {
     snprintf(why, whysz, "%s: %s", built, strerror(errno));
     return false;
   }

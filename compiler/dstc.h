@@ -498,6 +498,10 @@ uint64_t build_hash_inputs(uint64_t h, Backend backend);
 
 /* ---------------------------------------------------------------- cache.c */
 
+/* FNV-1a over a file's bytes, continuing from *h (CACHE_HASH_INIT to
+ * start); false (errno set) when it cannot be read. */
+#define CACHE_HASH_INIT 1469598103934665603ull
+bool cache_hash_file(const char *path, uint64_t *h);
 typedef enum { CACHE_OK, CACHE_MISSING, CACHE_DAMAGED } CacheState;
 /* Whether the cached program exists and its bytes match the hash recorded
  * when it was built (CACHE_DAMAGED: why says what is wrong). */

@@ -230,16 +230,6 @@ static const char *program_name(Compilation *c) {
   return s;
 }
 
-/* FNV-1a of a file's bytes, naming the cache entry of `run`. */
-static uint64_t hash_file(const char *path, uint64_t h) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return h;
-  int ch;
-  while ((ch = fgetc(f)) != EOF) h = (h ^ (unsigned)ch) * 1099511628211ull;
-  fclose(f);
-  return h;
-}
-
 /* Parallel settings the generated programs do not carry out yet are errors
  * for build and run, never silently ignored. Returns true when all is
  * supported. */
@@ -415,7 +405,11 @@ static int backend(Compilation *c, int cmd, Backend be, const char *outdir, bool
   /* run: the cache is keyed by the generated source and what it is built
    * with, so an unchanged model is not rebuilt; a cached program is run
    * only when its bytes are the ones built (cache.c) */
-  uint64_t h = hash_file(src, 1469598103934665603ull);
+  uint64_t h = CACHE_HASH_INIT;
+  if (!cache_hash_file(src, &h)) {
+    diag_error(&c->diag, (Loc){0}, "cannot read %s: %s", src, strerror(errno));
+    return EXIT_INPUT;
+  }
   h = build_hash_inputs(h, be);
   char keyed[4400], why[512];
   snprintf(keyed, sizeof keyed, "%s/%s-%016llx", base, name, (unsigned long long)h);
